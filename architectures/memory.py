@@ -1,0 +1,81 @@
+"""Memory Wrap layers: sparse content attention over an encoded memory, then an MLP.
+
+Names follow the original paper scripts (not the `memorywrap` pip package, which swaps them):
+`MemoryWrapLayer` is the memory-only baseline and `EncoderMemoryWrapLayer` is full Memory Wrap.
+Numerics match memorywrap 1.0.6, so that checkpoints and results carry over.
+"""
+from __future__ import annotations
+
+import torch
+from entmax import sparsemax
+from torch import Tensor, nn
+
+NORM_EPSILON = 1e-6  # added inside the square root, as in memorywrap 1.0.6
+
+
+class Identity(nn.Module):
+    """Pass-through module, for replacing the last layer of an existing classifier."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class MLP(nn.Module):
+    """Two linear layers with an activation between them: in -> 2*in -> classes."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, activation: nn.Module | None = None):
+        super().__init__()
+        self.fc1 = nn.Linear(input_dim, hidden_dim)
+        self.activation = activation if activation is not None else nn.ReLU()
+        self.fc2 = nn.Linear(hidden_dim, output_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.activation(self.fc1(x)))
+
+
+def content_weights(encoder_output: Tensor, memory: Tensor) -> Tensor:
+    """Sparsemax over the cosine similarities between each input and every memory row: [B, m]."""
+    input_norm = torch.sqrt(torch.sum(encoder_output**2, dim=1, keepdim=True) + NORM_EPSILON)
+    memory_norm = torch.sqrt(torch.sum(memory**2, dim=1, keepdim=True) + NORM_EPSILON)
+    similarity = torch.matmul(encoder_output / input_norm, (memory / memory_norm).t())
+    return sparsemax(similarity, dim=1)
+
+
+class _MemoryLayer(nn.Module):
+    """Shared attention; subclasses choose what the MLP sees."""
+
+    input_multiplier: int
+
+    def __init__(self, encoder_output_dim: int, output_dim: int, mlp_activation: nn.Module | None = None):
+        super().__init__()
+        mlp_input = self.input_multiplier * encoder_output_dim
+        self.fc = MLP(mlp_input, 2 * mlp_input, output_dim, mlp_activation)
+
+    def classifier_input(self, encoder_output: Tensor, memory_vector: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, encoder_output: Tensor, memory_set: Tensor, return_weights: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        weights = content_weights(encoder_output, memory_set)
+        memory_vector = torch.matmul(weights, memory_set)  # un-normalised memory encodings
+        logits = self.fc(self.classifier_input(encoder_output, memory_vector))
+        return (logits, weights) if return_weights else logits
+
+
+class MemoryWrapLayer(_MemoryLayer):
+    """Baseline (modality `memory`): the MLP sees only the weighted memory vector (d -> 2d -> C)."""
+
+    input_multiplier = 1
+
+    def classifier_input(self, encoder_output: Tensor, memory_vector: Tensor) -> Tensor:
+        return memory_vector
+
+
+class EncoderMemoryWrapLayer(_MemoryLayer):
+    """Full Memory Wrap (modality `encoder_memory`): the MLP sees [input encoding, memory vector]."""
+
+    input_multiplier = 2
+
+    def classifier_input(self, encoder_output: Tensor, memory_vector: Tensor) -> Tensor:
+        return torch.cat([encoder_output, memory_vector], dim=1)
