@@ -1,0 +1,252 @@
+"""Training config: load the YAML file, apply `--set key=value` overrides, check every key.
+
+The file keeps the original `config/train.yaml` layout (a section per dataset, selected by
+`dataset_name`); keys the original lacked have defaults, so an original config still loads.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ConfigError
+
+# PyYAML follows YAML 1.1, where `1e-1` (no dot) is a string; accept it as the float users mean.
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:float"]
+                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+# ---- schema ---------------------------------------------------------------------------------
+# Each entry: (checker, default). A default of REQUIRED means the key must be present.
+REQUIRED = object()
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float))) and not isinstance(v, bool)
+
+
+def _int(min_value: int) -> Callable[[Any], str | None]:
+    return lambda v: None if _is_int(v) and v >= min_value else f"an integer of at least {min_value}"
+
+
+def _number(min_value: float = float("-inf")) -> Callable[[Any], str | None]:
+    return lambda v: None if _is_number(v) and v >= min_value else f"a number of at least {min_value:g}"
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _str(v: Any) -> str | None:
+    return None if isinstance(v, str) and v else "a non-empty string"
+
+
+def _choice(*values: str) -> Callable[[Any], str | None]:
+    return lambda v: None if v in values else "one of " + ", ".join(values)
+
+
+def _int_list(v: Any) -> str | None:
+    return None if isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v) else "a list of epochs"
+
+
+def _mapping(v: Any) -> str | None:
+    return None if isinstance(v, dict) else "a mapping of options"
+
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("multistep", "cosine", "warmup_cosine")
+NORMALIZATIONS = ("paper", "vit")
+
+TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
+    "model": (_str, REQUIRED),
+    "model_options": (_mapping, {}),
+    "save": (_bool, True),
+    "train_examples": (_int(1), REQUIRED),
+    "runs": (_int(1), REQUIRED),
+    "batch_size_train": (_int(1), REQUIRED),
+    "batch_size_test": (_int(1), REQUIRED),
+    "dataset_dir": (_str, "datasets"),
+    "dataset_name": (_str, REQUIRED),
+    "download": (_bool, True),
+    "models_dir": (_str, "models"),
+    "num_workers": (_int(0), 0),
+    "device": (_str, "auto"),
+    "amp": (_bool, True),
+    "eval_passes": (_int(1), 5),
+    "label_smoothing": (_number(0.0), 0.0),
+    "autoaugment": (_bool, False),
+    "normalization": (_choice(*NORMALIZATIONS), "paper"),
+}
+OPTIMIZER: dict[str, tuple[Callable[[Any], str | None], Any]] = {
+    "name": (_choice(*OPTIMIZERS), "sgd"),
+    "learning_rate": (_number(0.0), REQUIRED),
+    "weight_decay": (_number(0.0), 0.0),
+    "momentum": (_number(0.0), 0.0),
+    "nesterov": (_bool, False),
+    "warmup_epochs": (_int(0), 0),
+    "min_lr": (_number(0.0), 0.0),
+}
+DATASET_SECTION: dict[str, tuple[Callable[[Any], str | None], Any]] = {
+    "num_classes": (_int(2), REQUIRED),
+    "num_epochs": (_int(1), REQUIRED),
+    "opt_milestones": (_int_list, []),
+    "mem_examples": (_int(1), REQUIRED),
+    "lr_schedule": (_choice(*LR_SCHEDULES), "multistep"),
+    "validation_size": (_int(0), None),  # None: the dataset's own (6000 for SVHN and CIFAR10)
+}
+
+
+def _check_section(section: dict, schema: dict, where: str) -> dict:
+    if not isinstance(section, dict):
+        raise ConfigError(f"config key '{where.rstrip('.')}' must be a mapping")
+    unknown = sorted(set(section) - set(schema))
+    if unknown:
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}'; valid keys here: {', '.join(schema)}")
+    checked = {}
+    for key, (check, default) in schema.items():
+        if key not in section:
+            if default is REQUIRED:
+                raise ConfigError(f"config key '{where}{key}' is missing")
+            checked[key] = copy.deepcopy(default)
+            continue
+        problem = check(section[key])
+        if problem:
+            raise ConfigError(f"config key '{where}{key}' must be {problem}, got {section[key]!r}")
+        checked[key] = section[key]
+    return checked
+
+
+def validate(raw: Any, dataset_names: list[str]) -> dict:
+    """Return the config with defaults filled in; raise ConfigError naming the first bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the config file must hold a mapping of keys")
+    sections = {k for k in raw if k in dataset_names}
+    top = {k: v for k, v in raw.items() if k not in sections and k != "optimizer"}
+    config = _check_section(top, TOP_LEVEL, "")
+    config["optimizer"] = _check_section(raw.get("optimizer", {}), OPTIMIZER, "optimizer.")
+    for name in sorted(sections):
+        config[name] = _check_section(raw[name], DATASET_SECTION, f"{name}.")
+    if config["dataset_name"] not in dataset_names:
+        raise ConfigError(f"unknown dataset '{config['dataset_name']}'; valid datasets: {', '.join(dataset_names)}")
+    if config["dataset_name"] not in sections:
+        raise ConfigError(f"the config has no section for dataset '{config['dataset_name']}'")
+    return config
+
+
+def apply_override(raw: dict, assignment: str, dataset_names: list[str]) -> None:
+    """Apply one `dotted.key=value` (value parsed as YAML) to the raw config, in place."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set takes key=value, got '{assignment}'")
+    parts = key.split(".")
+    head = parts[0]
+    if len(parts) == 1:
+        if head not in TOP_LEVEL:
+            raise ConfigError(f"unknown config key '{key}'; valid keys: {', '.join(TOP_LEVEL)}")
+    elif head == "optimizer" or head in dataset_names:
+        schema = OPTIMIZER if head == "optimizer" else DATASET_SECTION
+        if len(parts) != 2 or parts[1] not in schema:
+            raise ConfigError(f"unknown config key '{key}'; valid keys under {head}: {', '.join(schema)}")
+    elif head != "model_options":
+        raise ConfigError(f"unknown config key '{key}'")
+    try:
+        value = parse_yaml(text) if text.strip() else ""
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {key}: cannot parse value '{text}' ({error.__class__.__name__})") from None
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path, overrides: list[str] = (), dataset_names: list[str] | None = None) -> dict:
+    """Read, override and validate a training config."""
+    if dataset_names is None:
+        import datasets
+
+        dataset_names = datasets.list_datasets()
+    path = Path(path)
+    try:
+        raw = parse_yaml(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file '{path}': {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of keys")
+    for assignment in overrides:
+        apply_override(raw, assignment, dataset_names)
+    return validate(raw, dataset_names)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The resolved settings of one (dataset, model, modality, train size) cell."""
+
+    config: dict
+    modality: str
+
+    @property
+    def dataset(self) -> dict:
+        return self.config[self.config["dataset_name"]]
+
+    @property
+    def model(self) -> str:
+        return self.config["model"]
+
+    @property
+    def dataset_name(self) -> str:
+        return self.config["dataset_name"]
+
+    @property
+    def train_examples(self) -> int:
+        return self.config["train_examples"]
+
+    @property
+    def mem_examples(self) -> int:
+        return self.dataset["mem_examples"]
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset["num_classes"]
+
+    @property
+    def num_epochs(self) -> int:
+        return self.dataset["num_epochs"]
+
+    @property
+    def output_dir(self) -> Path:
+        """models/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES, as in the original."""
+        return (Path(self.config["models_dir"]) / self.dataset_name / self.modality / self.model
+                / str(self.train_examples))
+
+    def comparable(self) -> dict:
+        """The settings that change numbers: resuming requires them unchanged (not `runs`, paths, workers)."""
+        ignored = {"runs", "save", "models_dir", "dataset_dir", "download", "device"}
+        return {k: v for k, v in self.config.items() if k not in ignored} | {"modality": self.modality}

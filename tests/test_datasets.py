@@ -1,0 +1,228 @@
+"""Data: split fidelity, the three format readers, the embedded set, transforms, memory draws."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms
+
+import datasets
+import tiny_data
+from conftest import tiny_config
+from suite import formats
+from suite.config import validate
+from suite.errors import DatasetError
+
+DATA = Path(__file__).parent / "data"
+
+
+def _digest(indices: list[int]) -> str:
+    return hashlib.sha256(json.dumps(indices).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("case", json.loads((DATA / "reference_splits.json").read_text())["cases"].items(),
+                         ids=lambda c: c[0] if isinstance(c, tuple) else str(c))
+def test_split_matches_the_original(case):
+    name, expected = case
+    params = dict(item.split("=") for item in name.split(","))
+    train, validation = datasets.split_indices(int(params["N"]), int(params["train"]), int(params["val"]),
+                                               int(params["seed"]))
+    assert len(train) == expected["train_len"] and len(validation) == expected["val_len"]
+    assert train[:20] == expected["train_first20"] and validation[:20] == expected["val_first20"]
+    assert _digest(train) == expected["train_sha256"] and _digest(validation) == expected["val_sha256"]
+
+
+def test_full_data_sizes_follow_the_validation_split():
+    assert len(datasets.split_indices(73257, 100000, 6000, 0)[0]) == 67257
+    assert len(datasets.split_indices(50000, 100000, 6000, 0)[0]) == 44000
+    assert len(datasets.split_indices(90000, 100000, 10, 0)[0]) == 89990
+
+
+# ---- readers ------------------------------------------------------------------------------------
+def test_cifar_reader_returns_the_written_images(tmp_path):
+    tiny_data.write_cifar10(tmp_path, per_batch=12, test=7)
+    train, test = formats.read_cifar10(tmp_path, True), formats.read_cifar10(tmp_path, False)
+    assert len(train) == 60 and len(test) == 7
+    images, labels = tiny_data.patterned_images(12, 0)  # data_batch_1 uses seed 0
+    image, label = train[3]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32)
+    assert torch.equal(image, torch.from_numpy(images[3]).permute(2, 0, 1)) and label == labels[3]
+
+
+class _Exploit:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_reader_refuses_a_malicious_pickle(tmp_path):
+    folder = tiny_data.write_cifar10(tmp_path, per_batch=4, test=4)
+    marker = tmp_path / "pwned"
+    with open(folder / "data_batch_2", "wb") as handle:
+        pickle.dump({"data": _Exploit(marker), "labels": [0]}, handle)
+    with pytest.raises(DatasetError, match="refusing to load"):
+        formats.read_cifar10(tmp_path, True)
+    assert not marker.exists()
+
+
+def test_cifar_reader_reports_a_truncated_batch(tmp_path):
+    folder = tiny_data.write_cifar10(tmp_path, per_batch=4, test=4)
+    content = (folder / "test_batch").read_bytes()
+    (folder / "test_batch").write_bytes(content[: len(content) // 2])
+    with pytest.raises(DatasetError, match="truncated or corrupted"):
+        formats.read_cifar10(tmp_path, False)
+
+
+def test_svhn_reader_maps_label_ten_to_zero_and_keeps_pixels(tmp_path):
+    tiny_data.write_svhn(tmp_path, train=30, test=10)
+    train = formats.read_svhn(tmp_path / "train_32x32.mat")
+    images, labels = tiny_data.patterned_images(30, 10)
+    assert len(train) == 30 and torch.equal(train.labels, torch.from_numpy(labels))
+    assert 0 in train.labels.tolist() and 10 not in train.labels.tolist()
+    assert torch.equal(train[5][0], torch.from_numpy(images[5]).permute(2, 0, 1))
+
+
+def test_svhn_reader_rejects_a_foreign_file(tmp_path):
+    (tmp_path / "train_32x32.mat").write_bytes(b"not a mat file at all")
+    with pytest.raises(DatasetError, match="not a readable SVHN"):
+        formats.read_svhn(tmp_path / "train_32x32.mat")
+
+
+def test_cinic_reader_orders_classes_alphabetically(tmp_path):
+    tiny_data.write_cinic10(tmp_path, per_class=2)
+    test = formats.ImageFolderImages(tmp_path / "CINIC10" / "test")
+    assert test.classes == sorted(tiny_data.CIFAR_CLASSES) and len(test) == 20
+    path, label = test.samples[0]
+    image, read_label = test[0]
+    assert read_label == label == 0
+    assert torch.equal(image, torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1))
+
+
+def test_embedded_digits_are_real_and_normalised_by_their_own_statistics():
+    train, test = formats.read_digits(True), formats.read_digits(False)
+    assert (len(train), len(test)) == (1297, 500)
+    assert train.images.shape == (1297, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert sorted(set(test.labels.tolist())) == list(range(10))
+    pixels = train.images.double() / 255
+    spec = datasets.get_spec("DIGITS")
+    assert pixels.mean().item() == pytest.approx(spec.mean[0], abs=1e-4)
+    assert pixels.std(unbiased=False).item() == pytest.approx(spec.std[0], abs=1e-4)
+
+
+# ---- missing files ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["SVHN", "CIFAR10"])
+def test_missing_files_offline_are_one_clear_error(tmp_path, name):
+    with pytest.raises(DatasetError, match="not found") as error:
+        datasets.get_spec(name).open(tmp_path, True, False)
+    assert str(tmp_path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cinic_missing_names_the_expected_layout(tmp_path):
+    with pytest.raises(DatasetError, match=r"CINIC10/\{train,valid,test\}/<class>/\*\.png"):
+        datasets.get_spec("CINIC10").open(tmp_path, True, True)
+
+
+def test_failed_download_is_reported_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import torchvision.datasets.utils as utils
+
+    def refuse(url, root, filename=None, md5=None, **kwargs):
+        (Path(root) / filename).write_bytes(b"half a download")
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(utils, "download_url", refuse)
+    with pytest.raises(DatasetError, match="download failed: network unreachable"):
+        datasets.get_spec("SVHN").open(tmp_path, True, True)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- transforms -----------------------------------------------------------------------------
+def test_test_transform_equals_to_tensor_then_normalize():
+    image = torch.from_numpy(tiny_data.patterned_images(1, 0)[0][0]).permute(2, 0, 1)
+    spec = datasets.get_spec("CIFAR10")
+    reference = transforms.Compose([transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
+    expected = reference(Image.fromarray(image.permute(1, 2, 0).numpy()))
+    assert torch.equal(datasets.image_transform(spec, train=False)(image), expected)
+
+
+def test_cifar_training_flips_and_svhn_does_not():
+    image = torch.from_numpy(tiny_data.patterned_images(1, 0)[0][0]).permute(2, 0, 1)
+    torch.manual_seed(0)
+    cifar = datasets.image_transform(datasets.get_spec("CIFAR10"), train=True)
+    plain = datasets.image_transform(datasets.get_spec("CIFAR10"), train=False)(image)
+    outputs = [cifar(image) for _ in range(40)]
+    flipped = sum(torch.equal(out, plain.flip(-1)) for out in outputs)
+    assert 5 < flipped < 35 and flipped + sum(torch.equal(out, plain) for out in outputs) == 40
+    svhn = datasets.image_transform(datasets.get_spec("SVHN"), train=True)
+    assert all(torch.equal(svhn(image), svhn(image)) for _ in range(10))
+
+
+def test_undo_normalization_inverts_the_transform():
+    image = torch.from_numpy(tiny_data.patterned_images(1, 3)[0][0]).permute(2, 0, 1)
+    spec = datasets.get_spec("SVHN")
+    restored = datasets.undo_normalization(datasets.image_transform(spec, train=False)(image), spec)
+    assert torch.allclose(restored, image.float() / 255, atol=1e-6)
+
+
+# ---- memory draws and loaders ---------------------------------------------------------------
+def _subset(n: int = 50) -> datasets.TransformedSubset:
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 2, 2).contiguous()
+    return datasets.TransformedSubset(formats.TensorImages(images, torch.arange(n) % 10), range(n), lambda x: x)
+
+
+def test_memory_draws_are_distinct_reproducible_and_resumable():
+    subset = _subset()
+    sampler = datasets.MemorySampler(subset, 20, torch.Generator().manual_seed(1))
+    first = sampler.draw()
+    ids = first[:, 0, 0, 0].tolist()
+    assert len(set(ids)) == 20  # without replacement
+    state = sampler.state_dict()
+    second = sampler.draw()
+    assert not torch.equal(first, second)  # fresh draw each call
+    sampler.load_state_dict(state)
+    assert torch.equal(sampler.draw(), second)
+    again = datasets.MemorySampler(subset, 20, torch.Generator().manual_seed(1))
+    assert torch.equal(again.draw(), first)
+
+
+def test_memory_draws_are_uniform_over_the_subset():
+    sampler = datasets.MemorySampler(_subset(10), 3, torch.Generator().manual_seed(0))
+    counts = torch.zeros(10)
+    for _ in range(2000):
+        counts[sampler.draw()[:, 0, 0, 0].long()] += 1
+    assert counts.min() > 0.8 * 600 and counts.max() < 1.2 * 600
+
+
+def test_memory_larger_than_subset_is_a_clear_error():
+    with pytest.raises(DatasetError, match=r"mem_examples \(60\) is larger than the training subset \(50"):
+        datasets.MemorySampler(_subset(), 60, torch.Generator())
+
+
+def test_run_data_follows_the_protocol(tmp_path, tiny_dataset_dir):
+    config = validate(tiny_config(tmp_path, tiny_dataset_dir, train_examples=20, batch_size_train=128),
+                      datasets.list_datasets())
+    data = datasets.build_run_data(config, seed=3, uses_memory=True)
+    assert len(data.train_set) == 20 and data.train_loader.batch_size == 20  # clamped to the subset
+    assert data.train_loader.drop_last and len(data.train_loader) == 1
+    assert data.train_set.indices == datasets.split_indices(200, 20, 20, 3)[0]
+    assert data.memory.draw().shape == (10, 3, 32, 32)
+    cinic = dict(config, dataset_name="CINIC10")
+    cinic_data = datasets.build_run_data(cinic, seed=0, uses_memory=False)
+    assert not cinic_data.train_loader.drop_last and cinic_data.memory is None
+    first = [y.tolist() for _, y in cinic_data.test_loader]
+    second = [y.tolist() for _, y in cinic_data.test_loader]
+    assert first != second  # CINIC10's test loader is shuffled, as in the original
+
+
+def test_memory_above_subset_size_fails_when_building_a_run(tmp_path, tiny_dataset_dir):
+    config = validate(tiny_config(tmp_path, tiny_dataset_dir, train_examples=5), datasets.list_datasets())
+    with pytest.raises(DatasetError, match="larger than the training subset"):
+        datasets.build_run_data(config, seed=0, uses_memory=True)
