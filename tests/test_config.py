@@ -1,0 +1,74 @@
+"""Config: the committed files, --set overrides and the schema's errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.config import TrainSettings, load_config, parse_yaml
+from suite.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_yaml_holds_the_original_values_as_numbers():
+    config = load_config(REPO / "config" / "train.yaml")
+    assert config["model"] == "mobilenet" and config["save"] is True and config["runs"] == 15
+    assert config["train_examples"] == 1000 and config["dataset_name"] == "SVHN"
+    assert (config["batch_size_train"], config["batch_size_test"]) == (128, 500)
+    assert config["optimizer"] == {"name": "sgd", "learning_rate": 0.1, "weight_decay": 5e-4, "momentum": 0.9,
+                                   "nesterov": True, "warmup_epochs": 0, "min_lr": 0.0}
+    assert isinstance(config["optimizer"]["weight_decay"], float)
+    assert (config["SVHN"]["num_epochs"], config["SVHN"]["opt_milestones"]) == (40, [20, 30])
+    assert (config["CIFAR10"]["num_epochs"], config["CIFAR10"]["opt_milestones"]) == (300, [150, 225])
+    assert config["CINIC10"]["lr_schedule"] == "cosine" and config["SVHN"]["lr_schedule"] == "multistep"
+    assert all(config[d]["mem_examples"] == 100 and config[d]["num_classes"] == 10
+               for d in ("SVHN", "CIFAR10", "CINIC10"))
+
+
+def test_quickstart_has_the_same_schema_and_overrides_work_on_it():
+    config = load_config(REPO / "config" / "quickstart.yaml", ["DIGITS.num_epochs=3", "model=resnet18"])
+    assert config["dataset_name"] == "DIGITS" and config["DIGITS"]["num_epochs"] == 3
+    assert config["model"] == "resnet18" and config["download"] is False
+
+
+def test_dotted_overrides_reach_nested_keys():
+    config = load_config(REPO / "config" / "train.yaml",
+                         ["dataset_name=CIFAR10", "CIFAR10.num_epochs=2", "optimizer.learning_rate=1e-2",
+                          "CIFAR10.opt_milestones=[1]"])
+    settings = TrainSettings(config, "memory")
+    assert settings.num_epochs == 2 and settings.dataset["opt_milestones"] == [1]
+    assert config["optimizer"]["learning_rate"] == 0.01
+    assert settings.output_dir == Path("models/CIFAR10/memory/mobilenet/1000")
+
+
+def test_exponent_without_a_dot_is_a_float():
+    assert parse_yaml("a: 1e-1\nb: 5e-4\nc: 3\nd: '1e-1'") == {"a": 0.1, "b": 5e-4, "c": 3, "d": "1e-1"}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("runs=abc", "config key 'runs' must be an integer of at least 1, got 'abc'"),
+    ("nonsense=1", "unknown config key 'nonsense'; valid keys: model,"),
+    ("SVHN.epochs=3", "unknown config key 'SVHN.epochs'; valid keys under SVHN: num_classes"),
+    ("optimizer.name=rmsprop", "config key 'optimizer.name' must be one of sgd, adam"),
+    ("dataset_name=MNIST", "unknown dataset 'MNIST'; valid datasets: SVHN, CIFAR10, CINIC10, DIGITS"),
+    ("dataset_name=DIGITS", "the config has no section for dataset 'DIGITS'"),
+    ("save=maybe", "config key 'save' must be true or false"),
+    ("SVHN.opt_milestones=5", "config key 'SVHN.opt_milestones' must be a list of epochs"),
+    ("train_examples", "--set takes key=value"),
+])
+def test_bad_overrides_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(REPO / "config" / "train.yaml", [override])
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_unreadable_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "short.yaml").write_text("model: mobilenet\n")
+    with pytest.raises(ConfigError, match="config key 'train_examples' is missing"):
+        load_config(tmp_path / "short.yaml")
