@@ -146,6 +146,10 @@ def validate(raw: Any, dataset_names: list[str]) -> dict:
     config["optimizer"] = _check_section(raw.get("optimizer", {}), OPTIMIZER, "optimizer.")
     for name in sorted(sections):
         config[name] = _check_section(raw[name], DATASET_SECTION, f"{name}.")
+    import architectures
+
+    if config["model"] not in architectures.list_models():
+        raise ConfigError(f"unknown model '{config['model']}'; valid models: {', '.join(architectures.list_models())}")
     if config["dataset_name"] not in dataset_names:
         raise ConfigError(f"unknown dataset '{config['dataset_name']}'; valid datasets: {', '.join(dataset_names)}")
     if config["dataset_name"] not in sections:

@@ -43,8 +43,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def build_model(settings: TrainSettings) -> architectures.MemoryWrapNet:
-    return architectures.get_model(settings.model, settings.num_classes, settings.modality,
-                                   **settings.config["model_options"])
+    try:
+        return architectures.get_model(settings.model, settings.num_classes, settings.modality,
+                                       **settings.config["model_options"])
+    except (TypeError, ValueError) as error:  # unknown or invalid model_options
+        raise ConfigError(f"cannot build model '{settings.model}' with model_options "
+                          f"{settings.config['model_options']}: {error}") from None
 
 
 # ---- optimiser, schedule, loss --------------------------------------------------------------
@@ -163,8 +167,14 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
     """Train run `run_index` (0-based; seed = run_index, files named run_index + 1) and record it."""
     device = device or resolve_device(settings.config["device"])
     folder, run = settings.output_dir, run_index + 1
+    started = time.perf_counter()
+    with torch.device("meta"):
+        build_model(settings)  # bad model_options fail here, allocating nothing
+    # Data next (its draws use their own generators, not the global RNG): a missing dataset fails
+    # before anything is written.
+    data = datasets.build_run_data(settings.config, run_index, settings.modality != "std",
+                                   pin_memory=device.type == "cuda")
     with run_lock(folder, run):
-        started = time.perf_counter()
         set_seed(run_index)
         model = build_model(settings).to(device)
         optimizer = build_optimizer(model, settings.config["optimizer"])
@@ -172,8 +182,6 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
         use_amp = settings.config["amp"] and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         criterion = build_loss(settings)
-        data = datasets.build_run_data(settings.config, run_index, model.uses_memory,
-                                       pin_memory=device.type == "cuda")
         first_epoch, trained_seconds = 0, 0.0
         state_file = resume_path(folder, run)
         if resume and state_file.exists():

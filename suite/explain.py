@@ -1,0 +1,306 @@
+"""Explanations of memory models: explanation accuracy, top example / counterfactual, Integrated Gradients.
+
+Terms (REFERENCE.md 5.1, 5.2). For an input x with prediction p and a memory set M:
+- each memory sample j gets its own prediction q[j], made by the model with an auxiliary memory A;
+- j* = the memory sample with the highest weight (first index on ties, as torch.argmax);
+- the input is an *explanation-by-example* case when q[j*] = p and a *counterfactual* case otherwise;
+- explanation accuracy = share of inputs whose top memory sample is an example (q[j*] = p);
+- counterfactual / example accuracy = the model's accuracy on the inputs of each group.
+
+Random draws come from generators seeded by the run (never from the global RNG), so the numbers of a
+checkpoint are the same at every call.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+import datasets
+from datasets import MemorySampler
+from .progress import track
+from .seeding import derive_seed, seeded_generator
+
+MEMORY_POOLS = ("subset", "full")
+ORIGINAL_MEMORY_SIZE = 100  # explanation_accuracy.py hard-coded its memory batch
+ORIGINAL_SPLIT_SEED = 42
+BASELINES = ("ones", "white", "black")
+
+
+# ---- explanation accuracy: pure counting --------------------------------------------------------
+@dataclass(frozen=True)
+class ExplanationCounts:
+    total: int = 0
+    explained: int = 0  # inputs whose top memory sample is predicted as the input (an example)
+    counterfactual_total: int = 0
+    counterfactual_correct: int = 0
+    example_total: int = 0
+    example_correct: int = 0
+
+    def __add__(self, other: "ExplanationCounts") -> "ExplanationCounts":
+        return ExplanationCounts(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple())))
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (self.total, self.explained, self.counterfactual_total, self.counterfactual_correct,
+                self.example_total, self.example_correct)
+
+    @property
+    def explanation_accuracy(self) -> float:
+        return 100.0 * self.explained / self.total if self.total else float("nan")
+
+    @property
+    def counterfactual_accuracy(self) -> float | None:
+        """None when no input had a counterfactual as its top memory sample."""
+        return 100.0 * self.counterfactual_correct / self.counterfactual_total if self.counterfactual_total else None
+
+    @property
+    def example_accuracy(self) -> float | None:
+        return 100.0 * self.example_correct / self.example_total if self.example_total else None
+
+    def as_dict(self) -> dict:
+        return {"total": self.total, "explained": self.explained,
+                "counterfactual_total": self.counterfactual_total,
+                "counterfactual_correct": self.counterfactual_correct, "example_total": self.example_total,
+                "example_correct": self.example_correct, "explanation_accuracy": self.explanation_accuracy,
+                "counterfactual_accuracy": self.counterfactual_accuracy, "example_accuracy": self.example_accuracy}
+
+
+def count_explanations(predictions: Tensor, weights: Tensor, memory_predictions: Tensor,
+                       labels: Tensor) -> ExplanationCounts:
+    """Counts for one batch that shares one memory set.
+
+    predictions [B] (the model's classes for the inputs), weights [B, m] (memory weights),
+    memory_predictions [m] (the model's classes for the memory samples), labels [B].
+    """
+    if weights.ndim != 2 or weights.shape[0] != predictions.shape[0] or weights.shape[1] != memory_predictions.shape[0]:
+        raise ValueError(f"shapes do not fit: predictions {tuple(predictions.shape)}, weights {tuple(weights.shape)}, "
+                         f"memory predictions {tuple(memory_predictions.shape)}")
+    top = weights.argmax(dim=1)
+    explained = memory_predictions[top] == predictions
+    correct = predictions == labels
+    counterfactual = ~explained
+    return ExplanationCounts(
+        total=int(predictions.numel()), explained=int(explained.sum()),
+        counterfactual_total=int(counterfactual.sum()), counterfactual_correct=int((counterfactual & correct).sum()),
+        example_total=int(explained.sum()), example_correct=int((explained & correct).sum()))
+
+
+def mean_defined(values: Sequence[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return sum(defined) / len(defined) if defined else None
+
+
+def mean_and_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and population std (ddof 0, as the original) of the defined values; None when there are none."""
+    defined = [v for v in values if v is not None]
+    if not defined:
+        return None, None
+    mean = sum(defined) / len(defined)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in defined) / len(defined))
+
+
+def format_value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+@dataclass
+class ModelExplanation:
+    """One checkpoint: counts of every pass and the per-model metrics (means over passes)."""
+
+    passes: list[ExplanationCounts] = field(default_factory=list)
+
+    @property
+    def explanation_accuracy(self) -> float:
+        return sum(p.explanation_accuracy for p in self.passes) / len(self.passes)
+
+    @property
+    def counterfactual_accuracy(self) -> float | None:
+        """Mean over the passes that had counterfactual cases (None if none had)."""
+        return mean_defined([p.counterfactual_accuracy for p in self.passes])
+
+    @property
+    def example_accuracy(self) -> float | None:
+        return mean_defined([p.example_accuracy for p in self.passes])
+
+    def as_dict(self) -> dict:
+        return {"explanation_accuracy": self.explanation_accuracy,
+                "counterfactual_accuracy": self.counterfactual_accuracy, "example_accuracy": self.example_accuracy,
+                "passes": [p.as_dict() for p in self.passes]}
+
+
+# ---- explanation accuracy on a model -------------------------------------------------------------
+def memory_pool(restored, pool: str) -> tuple[torch.utils.data.Dataset, int]:
+    """(dataset to draw memories from, memory size).
+
+    subset: the run's own training subset, `mem_examples` per draw (what the model was trained with).
+    full: the original's choice, 100 memories from the whole training split (all but the split-seed-42
+    validation images), whatever the run's subset was.
+    """
+    if pool == "subset":
+        return restored.data.train_set, restored.settings.mem_examples
+    if pool == "full":
+        whole = datasets.build_run_data(restored.settings.config, ORIGINAL_SPLIT_SEED, True, train_examples=sys.maxsize)
+        return whole.train_set, ORIGINAL_MEMORY_SIZE
+    raise ValueError(f"unknown memory pool '{pool}'; valid pools: {', '.join(MEMORY_POOLS)}")
+
+
+@torch.no_grad()
+def explanation_pass(model: nn.Module, loader: torch.utils.data.DataLoader, sampler: MemorySampler,
+                     device: torch.device, description: str = "explaining") -> ExplanationCounts:
+    """One pass over the test set; each test batch draws a memory M and an auxiliary memory A."""
+    model.eval()
+    counts = ExplanationCounts()
+    for inputs, labels in track(loader, description):
+        inputs, labels = inputs.to(device), labels.to(device)
+        memory = sampler.draw().to(device)
+        logits, weights = model(inputs, memory, return_weights=True)
+        auxiliary = sampler.draw().to(device)
+        memory_predictions = model(memory, auxiliary).argmax(dim=1)
+        counts += count_explanations(logits.argmax(dim=1), weights, memory_predictions, labels)
+    return counts
+
+
+def explain_run(restored, passes: int = 5, pool: str = "subset") -> ModelExplanation:
+    """Explanation accuracy of a restored memory model: `passes` passes with seeded memory draws."""
+    dataset, size = memory_pool(restored, pool)
+    sampler = MemorySampler(dataset, size, seeded_generator(restored.seed, f"explanation_memory_{pool}"))
+    result = ModelExplanation()
+    with torch.random.fork_rng(devices=[]):  # memory images carry the training flips: seed them too
+        torch.manual_seed(derive_seed(restored.seed, "explanation_transforms"))
+        for index in range(passes):
+            result.passes.append(explanation_pass(restored.model, restored.data.test_loader, sampler,
+                                                  restored.device, f"pass {index + 1}/{passes}"))
+    return result
+
+
+# ---- top example and counterfactual --------------------------------------------------------------
+@dataclass(frozen=True)
+class MemorySelection:
+    """Positive-weight memory samples of one input, in descending weight order."""
+
+    order: Tensor  # memory indices
+    weights: Tensor  # their weights
+    example: int | None  # position in `order` of the top explanation by example (q = p)
+    counterfactual: int | None  # position in `order` of the top counterfactual (q != p)
+
+
+def select_memories(weights: Tensor, memory_predictions: Tensor, prediction: int) -> MemorySelection:
+    """weights [m] of one input, memory_predictions [m]; ties keep the lower memory index first."""
+    sorted_weights, order = torch.sort(weights.detach().cpu(), descending=True, stable=True)
+    keep = sorted_weights > 0
+    order, sorted_weights = order[keep], sorted_weights[keep]
+    same = (memory_predictions.detach().cpu()[order] == prediction).tolist()
+    example = next((i for i, s in enumerate(same) if s), None)
+    counterfactual = next((i for i, s in enumerate(same) if not s), None)
+    return MemorySelection(order, sorted_weights, example, counterfactual)
+
+
+# ---- Integrated Gradients ------------------------------------------------------------------------
+def baseline_like(images: Tensor, kind: str, spec: datasets.DatasetSpec, normalization: str = "paper") -> Tensor:
+    """IG baseline in normalised space.
+
+    ones: all ones after normalisation, the original's choice. In pixel space that is mean + std per
+    channel, a light grey (about 0.69, 0.68, 0.65 for CIFAR10), not white.
+    white / black: the normalised images of pixel value 1 / 0.
+    """
+    if kind == "ones":
+        return torch.ones_like(images)
+    if kind not in BASELINES:
+        raise ValueError(f"unknown baseline '{kind}'; valid baselines: {', '.join(BASELINES)}")
+    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+                 for v in spec.normalization(normalization))
+    pixel = 1.0 if kind == "white" else 0.0
+    return ((pixel - mean) / std).expand_as(images).clone()
+
+
+def integrated_gradients(model: nn.Module, inputs: Tensor, memory: Tensor, target: int, baselines: tuple[Tensor, Tensor],
+                         n_steps: int = 40, internal_batch_size: int = 2) -> tuple[Tensor, Tensor]:
+    """captum IG of logit `target` w.r.t. both the input [1, C, H, W] and the memory [r, C, H, W].
+
+    With `internal_batch_size` k, captum evaluates k interpolation levels per forward pass: the
+    memory of that pass is the k scaled copies of the memory concatenated, so each input attends over
+    a memory mixing k levels. The original used k = 2; k = 1 is textbook IG (one level per pass,
+    attributions then sum to F(input) - F(baseline) up to the quadrature error).
+    """
+    from captum.attr import IntegratedGradients
+
+    if inputs.shape[0] != 1:
+        raise ValueError("integrated_gradients explains one input at a time")
+
+    def forward(x: Tensor, mem: Tensor) -> Tensor:
+        return model(x, mem)
+
+    model.eval()
+    attributions = IntegratedGradients(forward).attribute(
+        (inputs, memory), baselines=baselines, target=int(target), n_steps=n_steps,
+        internal_batch_size=internal_batch_size)
+    return attributions[0].detach(), attributions[1].detach()
+
+
+@dataclass
+class InputExplanation:
+    """Everything the saliency figure of one input needs."""
+
+    index: int  # position in the test-loader order
+    prediction: int
+    label: int
+    selection: MemorySelection
+    input_image: Tensor  # [C, H, W], normalised
+    memory_images: Tensor  # [r, C, H, W] positive-weight memories, descending weight
+    input_attribution: Tensor  # [C, H, W]
+    memory_attributions: Tensor  # [r, C, H, W]
+
+
+def explain_input(model: nn.Module, image: Tensor, memory: Tensor, auxiliary: Tensor, baseline: str,
+                  spec: datasets.DatasetSpec, normalization: str, n_steps: int, internal_batch_size: int,
+                  index: int = 0, label: int = -1) -> InputExplanation:
+    """The original heatmap procedure for one input (REFERENCE.md 5.2 steps 2-5).
+
+    The prediction (IG target) is made with the whole memory M; IG then runs on the input and the
+    reduced memory R = the positive-weight samples of M.
+    """
+    x = image.unsqueeze(0)
+    with torch.no_grad():
+        logits, weights = model(x, memory, return_weights=True)
+        prediction = int(logits.argmax(dim=1)[0])
+        memory_predictions = model(memory, auxiliary).argmax(dim=1)
+    selection = select_memories(weights[0], memory_predictions, prediction)
+    reduced = memory[selection.order.to(memory.device)]
+    baselines = (baseline_like(x, baseline, spec, normalization), baseline_like(reduced, baseline, spec, normalization))
+    input_attr, memory_attr = integrated_gradients(model, x, reduced, prediction, baselines, n_steps,
+                                                   internal_batch_size)
+    return InputExplanation(index, prediction, label, selection, image.detach().cpu(), reduced.detach().cpu(),
+                            input_attr[0].cpu(), memory_attr.cpu())
+
+
+def explain_inputs(restored, max_images: int, baseline: str, n_steps: int, internal_batch_size: int,
+                   on_batch: Callable[[list[InputExplanation]], None], description: str = "heatmaps") -> int:
+    """Walk the test loader (one figure per loader batch), explaining each input with its own draws.
+
+    Per input, a memory M and an auxiliary memory A are drawn, in that order, from one generator seeded
+    by the run ("heatmaps" stream). Returns the number of inputs explained.
+    """
+    data, model, device = restored.data, restored.model, restored.device
+    sampler = MemorySampler(data.train_set, restored.settings.mem_examples, seeded_generator(restored.seed, "heatmaps"))
+    limit = len(data.test_set) if max_images == 0 else min(max_images, len(data.test_set))
+    batches = math.ceil(limit / data.test_loader.batch_size)
+    done = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(restored.seed, "heatmaps_transforms"))
+        for images, labels in track(data.test_loader, description, total=batches):
+            images, labels = images[: limit - done], labels[: limit - done]
+            explained = []
+            for offset, (image, label) in enumerate(zip(images, labels)):
+                memory, auxiliary = sampler.draw().to(device), sampler.draw().to(device)
+                explained.append(explain_input(model, image.to(device), memory, auxiliary, baseline, data.spec,
+                                               restored.settings.config["normalization"], n_steps,
+                                               internal_batch_size, index=done + offset, label=int(label)))
+            on_batch(explained)
+            done += len(explained)
+            if done >= limit:
+                break
+    return done

@@ -1,0 +1,237 @@
+"""Training: train.py through its CLI, determinism, kill-and-resume, the recipe pieces, bad input."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import datasets
+from conftest import REPO, run_script, tiny_config, write_config
+from suite.checkpoints import CHECKPOINT_KEYS, RunLog, load_checkpoint
+from suite.config import TrainSettings, validate
+from suite.errors import CheckpointError, TrainingDiverged
+from suite.training import SmoothedCrossEntropy, build_optimizer, build_scheduler, train_run, warmup_cosine_factor
+
+
+def _settings(tmp_path: Path, dataset_dir: Path, modality: str = "encoder_memory", **overrides) -> TrainSettings:
+    raw = tiny_config(tmp_path, dataset_dir, **overrides)
+    return TrainSettings(validate(raw, datasets.list_datasets()), modality)
+
+
+def _run_lines(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("Run:")]
+
+
+# ---- train.py end to end ---------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("modality", ["std", "memory", "encoder_memory"])
+def test_train_script_trains_saves_and_records_each_modality(tmp_path, tiny_dataset_dir, modality):
+    config = write_config(tmp_path / "train.yaml", tiny_config(tmp_path, tiny_dataset_dir))
+    result = run_script("train.py", f"--modality={modality}", f"--config={config}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = _run_lines(result.stdout)
+    assert [line.split(" |")[0] for line in lines] == ["Run:1", "Run:2"]
+    assert result.stdout.splitlines()[-1].startswith("Mean Accuracy:")
+    folder = tmp_path / "models" / "CIFAR10" / modality / "shufflenet" / "100"
+    records = RunLog(folder).read()
+    assert [r["run"] for r in records] == [1, 2] and [r["seed"] for r in records] == [0, 1]
+    for record, line in zip(records, lines):
+        assert f"Accuracy {record['accuracy']:.2f} |" in line
+        assert len(record["pass_accuracies"]) == (1 if modality == "std" else 2)
+        assert record["accuracy"] == pytest.approx(sum(record["pass_accuracies"]) / len(record["pass_accuracies"]))
+        assert record["config"]["model"] == "shufflenet" and record["versions"]["torch"] == torch.__version__
+        checkpoint = load_checkpoint(folder / f"{record['run']}.pt")
+        assert all(key in checkpoint for key in CHECKPOINT_KEYS) and checkpoint["modality"] == modality
+    assert not list(folder.glob("*.resume.pt")) and not list(folder.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_two_identical_invocations_print_identical_numbers(tmp_path, tiny_dataset_dir):
+    outputs = []
+    for name in ("first", "second"):
+        config = write_config(tmp_path / f"{name}.yaml", tiny_config(tmp_path / name, tiny_dataset_dir, runs=1))
+        result = run_script("train.py", "--modality=encoder_memory", f"--config={config}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        outputs.append(RunLog(tmp_path / name / "models/CIFAR10/encoder_memory/shufflenet/100").read()[0])
+    assert outputs[0]["pass_accuracies"] == outputs[1]["pass_accuracies"]
+    assert outputs[0]["loss"] == outputs[1]["loss"]
+
+
+# ---- resume -----------------------------------------------------------------------------------
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(epochs: int):
+    def callback(epoch: int) -> None:
+        if epoch == epochs:
+            raise _Killed
+
+    return callback
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_dataset_dir):
+    def settings(name: str) -> TrainSettings:
+        section = {"num_classes": 10, "num_epochs": 3, "opt_milestones": [2], "mem_examples": 10,
+                   "validation_size": 20}
+        return _settings(tmp_path / name, tiny_dataset_dir, CIFAR10=section)
+
+    uninterrupted = train_run(settings("whole"), 0).record
+    interrupted = settings("killed")
+    with pytest.raises(_Killed):
+        train_run(interrupted, 0, on_epoch_end=_kill_after(2))
+    assert (interrupted.output_dir / "1.resume.pt").exists() and not (interrupted.output_dir / "1.pt").exists()
+    resumed = train_run(interrupted, 0, resume=True).record
+    assert resumed["pass_accuracies"] == uninterrupted["pass_accuracies"]
+    assert resumed["loss"] == uninterrupted["loss"]
+    whole = load_checkpoint(settings("whole").output_dir / "1.pt")["model_state_dict"]
+    again = load_checkpoint(interrupted.output_dir / "1.pt")["model_state_dict"]
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+
+
+@pytest.mark.slow
+def test_killed_process_continues_with_continue_train(tmp_path, tiny_dataset_dir):
+    section = {"num_classes": 10, "num_epochs": 3, "opt_milestones": [2], "mem_examples": 10, "validation_size": 20}
+    config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, tiny_dataset_dir, runs=2, CIFAR10=section))
+    folder = tmp_path / "models/CIFAR10/memory/shufflenet/100"
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), "--modality=memory", f"--config={config}"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.time() + 300
+    while not (folder / "2.resume.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (folder / "2.resume.pt").exists() and len(RunLog(folder).read()) == 1
+    refused = run_script("train.py", "--modality=memory", f"--config={config}", cwd=tmp_path)
+    assert refused.returncode == 2 and "--continue_train" in refused.stderr and "Traceback" not in refused.stderr
+    resumed = run_script("train.py", "--modality=memory", f"--config={config}", "--continue_train", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Restarting training process" in resumed.stdout
+    assert [r["run"] for r in RunLog(folder).read()] == [1, 2]
+    reference = write_config(tmp_path / "r.yaml", tiny_config(tmp_path / "ref", tiny_dataset_dir, runs=2,
+                                                                CIFAR10=section))
+    whole = run_script("train.py", "--modality=memory", f"--config={reference}", cwd=tmp_path)
+    assert _run_lines(whole.stdout)[1].split(" | T:")[0] == _run_lines(resumed.stdout)[1].split(" | T:")[0]
+
+
+# ---- recipe pieces ----------------------------------------------------------------------------
+def test_vit_warmup_cosine_schedule_matches_the_original_values():
+    lrs = [1e-3 * warmup_cosine_factor(e, 5, 200, 1e-3, 1e-5) for e in range(200)]
+    assert lrs[:7] == pytest.approx([0, 2e-4, 4e-4, 6e-4, 8e-4, 1e-3, 1e-3], abs=1e-12)
+    assert lrs[199] == pytest.approx(1.30e-5, abs=1e-7)
+    assert all(a >= b for a, b in zip(lrs[6:], lrs[7:]))
+
+
+def test_scheduler_is_stepped_per_epoch_with_the_configured_shape(tmp_path, tiny_dataset_dir):
+    model = torch.nn.Linear(2, 2)
+    settings = _settings(tmp_path, tiny_dataset_dir, "std")
+    section = dict(settings.config["CIFAR10"], num_epochs=10, opt_milestones=[3, 6])
+    multistep = TrainSettings(dict(settings.config, CIFAR10=section), "std")
+    optimizer = build_optimizer(model, multistep.config["optimizer"])
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
+    scheduler = build_scheduler(optimizer, multistep)
+    lrs = []
+    for _ in range(8):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([0.05] * 3 + [0.005] * 3 + [0.0005] * 2)
+    cosine = TrainSettings(dict(settings.config, dataset_name="CINIC10",
+                                CINIC10=dict(section, lr_schedule="cosine")), "std")
+    optimizer = build_optimizer(model, cosine.config["optimizer"])
+    scheduler = build_scheduler(optimizer, cosine)
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * 5 / 10)) / 2)
+
+
+def test_label_smoothing_matches_a_hand_computation():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    targets = torch.tensor([0, 2])
+    eps = 0.1
+    expected = 0.0
+    for row, target in zip(logits, targets):
+        log_p = row - torch.logsumexp(row, 0)
+        weights = torch.full((3,), eps / 2)
+        weights[target] = 1 - eps
+        expected += -(weights * log_p).sum().item()
+    assert SmoothedCrossEntropy(eps)(logits, targets).item() == pytest.approx(expected / 2, rel=1e-6)
+
+
+# ---- bad input --------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--set", "model=lenet"], "error: unknown model 'lenet'; valid models: densenet, efficientnet"),
+    (["--set", "dataset_name=MNIST"], "error: unknown dataset 'MNIST'"),
+    (["--set", "nonsense=1"], "error: unknown config key 'nonsense'"),
+    (["--set", "download=false", "--set", "dataset_dir=nowhere"], "error: SVHN file 'nowhere/train_32x32.mat' not"),
+    (["--config=missing.yaml"], "error: config file 'missing.yaml' not found"),
+    (["--set", "model_options={depth: 3}"], "error: cannot build model 'mobilenet' with model_options"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = run_script("train.py", "--modality=std", f"--config={REPO / 'config/train.yaml'}", *args, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "models").exists()
+
+
+def test_unknown_modality_is_rejected_by_the_flag_parser():
+    result = run_script("train.py", "--modality=hybrid")
+    assert result.returncode != 0 and "modality" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_diverging_loss_stops_naming_run_and_epoch(tmp_path, tiny_dataset_dir):
+    settings = _settings(tmp_path, tiny_dataset_dir, "std",
+                         optimizer={"name": "sgd", "learning_rate": 1e12, "momentum": 0.9})
+    with pytest.raises(TrainingDiverged, match=r"in run 1, epoch 1; nothing was saved"):
+        train_run(settings, 0)
+    assert not (settings.output_dir / "1.pt").exists() and not RunLog(settings.output_dir).read()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupted_resume_state_is_reported(tmp_path, tiny_dataset_dir, damage):
+    settings = _settings(tmp_path, tiny_dataset_dir, "std")
+    with pytest.raises(_Killed):
+        train_run(settings, 0, on_epoch_end=_kill_after(1))
+    state = settings.output_dir / "1.resume.pt"
+    content = state.read_bytes()
+    state.write_bytes(content[: len(content) // 3] if damage == "truncate" else b"\x80\x04garbage")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*1.resume.pt"):
+        train_run(settings, 0, resume=True)
+    assert state.read_bytes() != content  # left as found, not overwritten
+
+
+def test_corrupted_results_log_is_reported(tmp_path, tiny_dataset_dir):
+    settings = _settings(tmp_path, tiny_dataset_dir, "std", runs=1)
+    settings.output_dir.mkdir(parents=True)
+    (settings.output_dir / "results.jsonl").write_text('{"run": 1, "accuracy"\n')
+    config = write_config(tmp_path / "c.yaml", settings.config)
+    result = run_script("train.py", "--modality=std", f"--config={config}", "--continue_train", cwd=tmp_path)
+    assert result.returncode == 2 and "results.jsonl' line 1 is not valid JSON" in result.stderr
+    assert (settings.output_dir / "results.jsonl").read_text() == '{"run": 1, "accuracy"\n'
+
+
+def test_resuming_with_changed_settings_is_refused(tmp_path, tiny_dataset_dir):
+    settings = _settings(tmp_path, tiny_dataset_dir, "std")
+    with pytest.raises(_Killed):
+        train_run(settings, 0, on_epoch_end=_kill_after(1))
+    changed = TrainSettings(dict(settings.config, batch_size_train=16), "std")
+    with pytest.raises(CheckpointError, match="differs in: batch_size_train"):
+        train_run(changed, 0, resume=True)
+
+
+def test_checkpoints_load_safely_on_cpu(tmp_path, tiny_dataset_dir):
+    settings = _settings(tmp_path, tiny_dataset_dir, "memory", runs=1)
+    train_run(settings, 0)
+    content = torch.load(settings.output_dir / "1.pt", map_location="cpu", weights_only=True)
+    assert json.loads(json.dumps(content["config"])) == content["config"]
+    assert content["run"] == 1 and content["seed"] == 0 and content["mem_examples"] == 10
