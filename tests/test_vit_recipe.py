@@ -1,0 +1,77 @@
+"""The ViT recipe (config/vit.yaml) trained by the suite's one training loop."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision import transforms
+
+import datasets
+from conftest import REPO, run_script, write_config
+from suite.checkpoints import RunLog, load_checkpoint
+from suite.config import TrainSettings, load_config
+from suite.training import SmoothedCrossEntropy, build_loss, build_optimizer, build_scheduler
+
+VIT = REPO / "config" / "vit.yaml"
+
+
+def test_vit_config_holds_the_original_recipe():
+    config = load_config(VIT)
+    assert config["model"] == "vit" and config["model_options"] == {
+        "patches": 8, "depth": 7, "hidden": 384, "heads": 12, "mlp_hidden": 384, "dropout": 0.0, "pooling": "cls"}
+    assert config["optimizer"]["name"] == "adam" and config["optimizer"]["learning_rate"] == 1e-3
+    assert config["optimizer"]["weight_decay"] == 5e-5 and config["optimizer"]["min_lr"] == 1e-5
+    assert (config["batch_size_train"], config["train_examples"], config["normalization"]) == (128, 1000, "vit")
+    for name in ("CIFAR10", "SVHN", "CINIC10"):
+        assert config[name]["num_epochs"] == 200 and config[name]["mem_examples"] == 100
+        assert config[name]["lr_schedule"] == "warmup_cosine"
+
+
+def test_vit_per_epoch_learning_rates_equal_the_originals():
+    settings = TrainSettings(load_config(VIT), "encoder_memory")
+    optimizer = build_optimizer(torch.nn.Linear(1, 1), settings.config["optimizer"])
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["weight_decay"] == 5e-5
+    scheduler = build_scheduler(optimizer, settings)
+    lrs = []
+    for _ in range(200):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[:7] == pytest.approx([0.0, 2e-4, 4e-4, 6e-4, 8e-4, 1e-3, 1e-3], abs=1e-12)
+    assert lrs[7] < 1e-3 and lrs[199] == pytest.approx(1.30e-5, abs=5e-8)
+
+
+def test_label_smoothing_is_used_when_enabled():
+    settings = TrainSettings(load_config(VIT, ["label_smoothing=0.1"]), "encoder_memory")
+    loss = build_loss(settings)
+    assert isinstance(loss, SmoothedCrossEntropy) and loss.smoothing == 0.1
+    plain = build_loss(TrainSettings(load_config(VIT), "encoder_memory"))
+    assert isinstance(plain, torch.nn.CrossEntropyLoss)
+
+
+@pytest.mark.parametrize("name, policy", [("CIFAR10", transforms.AutoAugmentPolicy.CIFAR10),
+                                          ("SVHN", transforms.AutoAugmentPolicy.SVHN)])
+def test_autoaugment_uses_the_dataset_policy_and_vit_normalisation(name, policy):
+    spec = datasets.get_spec(name)
+    pipeline = datasets.image_transform(spec, train=True, normalization="vit", autoaugment=True).transforms
+    augment = [step for step in pipeline if isinstance(step, transforms.AutoAugment)]
+    assert len(augment) == 1 and augment[0].policy == policy
+    assert tuple(pipeline[-1].mean) == spec.vit_mean and tuple(pipeline[-1].std) == spec.vit_std
+    assert spec.vit_std != spec.std  # the ViT constants differ from the CNN scripts'
+
+
+@pytest.mark.slow
+def test_train_script_runs_the_vit_recipe_end_to_end(tmp_path, tiny_dataset_dir):
+    config = load_config(VIT, [
+        f"dataset_dir={tiny_dataset_dir}", "download=false", f"models_dir={tmp_path / 'models'}", "runs=1",
+        "train_examples=60", "batch_size_train=16", "batch_size_test=25", "eval_passes=2", "label_smoothing=0.1",
+        "model_options={patches: 8, depth: 1, hidden: 32, heads: 4, mlp_hidden: 32, dropout: 0.0, pooling: cls}",
+        "CIFAR10.num_epochs=2", "CIFAR10.mem_examples=10", "CIFAR10.validation_size=20"])
+    path = write_config(tmp_path / "vit.yaml", config)
+    result = run_script("train.py", "--modality=encoder_memory", f"--config={path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "models/CIFAR10/encoder_memory/vit/60"
+    record = RunLog(folder).read()[0]
+    assert record["settings"]["optimizer"]["name"] == "adam" and record["settings"]["autoaugment"] is True
+    checkpoint = load_checkpoint(folder / "1.pt")
+    assert checkpoint["model_state_dict"]["pos_emb"].shape == (1, 65, 32)
+    assert 0.0 <= record["accuracy"] <= 100.0 and len(record["pass_accuracies"]) == 2
