@@ -38,6 +38,9 @@ def content_weights(encoder_output: Tensor, memory: Tensor) -> Tensor:
     input_norm = torch.sqrt(torch.sum(encoder_output**2, dim=1, keepdim=True) + NORM_EPSILON)
     memory_norm = torch.sqrt(torch.sum(memory**2, dim=1, keepdim=True) + NORM_EPSILON)
     similarity = torch.matmul(encoder_output / input_norm, (memory / memory_norm).t())
+    if not torch.isfinite(similarity).all():
+        # sparsemax would fail with an index error (a device-side assert on CUDA) on NaN rows.
+        raise FloatingPointError("the encodings hold inf or NaN values (has training diverged?)")
     return sparsemax(similarity, dim=1)
 
 

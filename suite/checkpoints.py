@@ -14,11 +14,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
-
-import torch
+from typing import TYPE_CHECKING, Iterator
 
 from .errors import CheckpointError, UserError
+
+if TYPE_CHECKING:
+    import torch
 
 # The original checkpoint keys; ours add metadata beside them.
 CHECKPOINT_KEYS = ("model_state_dict", "train_examples", "mem_examples", "model_name", "num_classes", "modality",
@@ -44,6 +45,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
+    import torch  # imported here so that reading results.jsonl (the grid report) does not load torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -51,6 +54,8 @@ def atomic_torch_save(obj: object, path: Path) -> None:
 
 def load_torch_file(path: Path, map_location: str | torch.device = "cpu") -> dict:
     """Safe load (weights_only) with one-line errors for missing, truncated or foreign files."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found")
@@ -146,6 +151,10 @@ class RunLog:
 
 class RunBusy(UserError):
     """Another process is training this run right now."""
+
+
+class RunFinished(UserError):
+    """The run is already in results.jsonl (another worker finished it meanwhile)."""
 
 
 @contextlib.contextmanager

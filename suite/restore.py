@@ -70,9 +70,17 @@ def _original_config(checkpoint: dict) -> dict:
     return raw
 
 
+def _without_nones(raw: dict) -> dict:
+    """A validated config keeps `None` for "the default" (e.g. validation_size), which `validate`
+    itself refuses: drop those keys so that validating again gives the same config."""
+    return {k: _without_nones(v) if isinstance(v, dict) and k != "model_options" else v
+            for k, v in raw.items() if v is not None}
+
+
 def checkpoint_config(checkpoint: dict, path: Path) -> dict:
     """The validated training config of a checkpoint (its own, or the original defaults)."""
     raw = copy.deepcopy(checkpoint["config"]) if isinstance(checkpoint.get("config"), dict) else _original_config(checkpoint)
+    raw = _without_nones(raw)
     try:
         config = validate(raw, datasets.list_datasets())
     except ConfigError as error:

@@ -22,7 +22,7 @@ from torch import nn
 import architectures
 import datasets
 from datasets import RunData
-from .checkpoints import RunLog, atomic_torch_save, load_torch_file, run_lock
+from .checkpoints import RunFinished, RunLog, atomic_torch_save, load_torch_file, run_lock
 from .config import TrainSettings
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .evaluation import Evaluation, evaluate
@@ -163,8 +163,13 @@ def _check_same_settings(saved: dict, settings: TrainSettings, where: Path) -> N
 
 def train_run(settings: TrainSettings, run_index: int, device: torch.device | None = None,
               resume: bool = True, log_every: int = 0,
-              on_epoch_end: Callable[[int], None] | None = None) -> RunResult:
-    """Train run `run_index` (0-based; seed = run_index, files named run_index + 1) and record it."""
+              on_epoch_end: Callable[[int], None] | None = None, skip_finished: bool = False) -> RunResult:
+    """Train run `run_index` (0-based; seed = run_index, files named run_index + 1) and record it.
+
+    Raises RunBusy if another process holds the run's lock and, with `skip_finished`, RunFinished if
+    results.jsonl already records the run (checked under the lock: concurrent grid workers never
+    train a run twice).
+    """
     device = device or resolve_device(settings.config["device"])
     folder, run = settings.output_dir, run_index + 1
     started = time.perf_counter()
@@ -175,6 +180,8 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
     data = datasets.build_run_data(settings.config, run_index, settings.modality != "std",
                                    pin_memory=device.type == "cuda")
     with run_lock(folder, run):
+        if skip_finished and run in RunLog(folder).finished():
+            raise RunFinished(f"run {run} in '{folder}' is already finished")
         set_seed(run_index)
         model = build_model(settings).to(device)
         optimizer = build_optimizer(model, settings.config["optimizer"])
@@ -198,7 +205,11 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
             first_epoch, trained_seconds = state["epoch"], state["train_seconds"]
         for epoch in range(first_epoch, settings.num_epochs):
             description = f"Run {run} | epoch {epoch + 1}/{settings.num_epochs}"
-            loss = train_epoch(model, data, optimizer, scaler, criterion, device, use_amp, description, log_every)
+            try:
+                loss = train_epoch(model, data, optimizer, scaler, criterion, device, use_amp, description,
+                                   log_every)
+            except FloatingPointError:  # non-finite encodings reached the memory layer
+                loss = math.nan
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"the training loss became {loss} in run {run}, epoch {epoch + 1}; "
                                        "nothing was saved for this run")

@@ -123,3 +123,12 @@ def test_all_zero_vectors_stay_finite(layer_class: type) -> None:
 def test_identity_returns_its_input() -> None:
     x = torch.randn(3, 4)
     assert Identity()(x) is x
+
+
+def test_non_finite_encodings_raise_a_floating_point_error_not_an_index_error():
+    from architectures.memory import content_weights
+
+    encodings = torch.ones(2, 4)
+    encodings[1, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="inf or NaN"):
+        content_weights(encodings, torch.ones(3, 4))

@@ -189,10 +189,12 @@ def test_unknown_modality_is_rejected_by_the_flag_parser():
     assert result.returncode != 0 and "modality" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_diverging_loss_stops_naming_run_and_epoch(tmp_path, tiny_dataset_dir):
-    settings = _settings(tmp_path, tiny_dataset_dir, "std",
+@pytest.mark.parametrize("modality", ["std", "encoder_memory"])
+def test_diverging_loss_stops_naming_run_and_epoch(tmp_path, tiny_dataset_dir, modality):
+    section = {"num_classes": 10, "num_epochs": 3, "opt_milestones": [3], "mem_examples": 10, "validation_size": 20}
+    settings = _settings(tmp_path, tiny_dataset_dir, modality, CIFAR10=section,
                          optimizer={"name": "sgd", "learning_rate": 1e12, "momentum": 0.9})
-    with pytest.raises(TrainingDiverged, match=r"in run 1, epoch 1; nothing was saved"):
+    with pytest.raises(TrainingDiverged, match=r"in run 1, epoch [123]; nothing was saved"):
         train_run(settings, 0)
     assert not (settings.output_dir / "1.pt").exists() and not RunLog(settings.output_dir).read()
 

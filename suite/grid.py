@@ -1,0 +1,566 @@
+"""Running a grid: plan its runs, then hand them out, one run at a time, to local worker processes or
+to Slurm array tasks (through submitit).
+
+The unit of work is one seeded run of a cell, so many workers share a cell. Every run goes through
+`train_run` (resume from the last finished epoch, a per-run lock, results.jsonl), which makes the
+grid safe to interrupt and to run from several places at once:
+- a run recorded in results.jsonl is never trained again (checked under the run's lock);
+- a run whose lock is held by another process is skipped;
+- a worker killed mid-run loses at most its current epoch; the next worker resumes the run.
+
+torch is imported lazily: the script's module and spawned workers stay light until they train.
+"""
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+import traceback
+from collections import Counter, deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from .checkpoints import RunLog
+from .config import TrainSettings
+from .errors import ConfigError, UserError
+from .gridspec import DEFAULT, Cell, Grid, comparable_json, settings_difference
+
+Printer = Callable[[str], None]
+REPO = Path(__file__).resolve().parents[1]
+
+TRAINED, ALREADY_DONE, BUSY, FAILED = "trained", "already done", "busy", "failed"
+
+
+# ---- planning -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunTask:
+    """One seeded run of a cell: what a worker needs to train it (picklable)."""
+
+    cell: Cell
+    settings: TrainSettings
+    run_index: int  # 0-based seed; files and records are numbered run_index + 1
+
+    @property
+    def run(self) -> int:
+        return self.run_index + 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell.label} run {self.run}"
+
+    @property
+    def folder(self) -> Path:
+        return self.settings.output_dir
+
+
+@dataclass
+class Plan:
+    grid: Grid
+    todo: list[RunTask]  # not finished yet, in hand-out order
+    done: list[tuple[RunTask, dict]]  # finished before this command, with their records
+    resumable: set[str]  # labels of todo runs with a resume file (an interrupted run)
+
+    @property
+    def total(self) -> int:
+        return len(self.todo) + len(self.done)
+
+    def headline(self) -> str:
+        grid = self.grid
+        return (f"Grid {grid.path}: {len(grid.cells())} cells x {grid.runs} runs = {self.total} runs; "
+                f"{len(self.done)} finished, {len(self.todo)} to train"
+                + (f" ({len(self.resumable)} resume an interrupted run)" if self.resumable else ""))
+
+
+def check_names(grid: Grid) -> list[str]:
+    """Datasets, models and modalities against the registries; returns the dataset names."""
+    import architectures
+    import datasets
+
+    names, models = datasets.list_datasets(), architectures.list_models()
+    recipes = [key for key in grid.base_configs if key != DEFAULT]  # a typo here would train with the default
+    for noun, key, values, valid in (("dataset", "datasets", grid.datasets, names),
+                                     ("model", "models", grid.models, models),
+                                     ("modality", "modalities", grid.modalities, list(architectures.MODALITIES)),
+                                     ("model", "base_config", recipes, models)):
+        unknown = [v for v in values if v not in valid]
+        if unknown:
+            raise ConfigError(f"grid file '{grid.path}': unknown {noun} '{unknown[0]}' in '{key}'; "
+                              f"valid: {', '.join(valid)}")
+    return names
+
+
+def make_plan(grid: Grid) -> Plan:
+    """Every run of the grid, split into finished and to-train; refuses results of other settings."""
+    names = check_names(grid)
+    todo, done, resumable = [], [], set()
+    for cell in grid.cells():
+        settings = grid.cell_settings(cell, names)
+        log = RunLog(settings.output_dir)
+        finished = log.finished()
+        current = comparable_json(settings)
+        for run, record in sorted(finished.items()):
+            if run <= grid.runs and record.get("settings") != current:
+                changed = settings_difference(record.get("settings") or {}, current)
+                raise UserError(f"'{log.path}' holds run {run} trained with other settings (differs in: "
+                                f"{', '.join(changed)}); give the grid another models_dir "
+                                "(overrides: [models_dir=...]) or move those results away")
+        for run_index in range(grid.runs):
+            task = RunTask(cell, settings, run_index)
+            if task.run in finished:
+                done.append((task, finished[task.run]))
+            else:
+                todo.append(task)
+                if (task.folder / f"{task.run}.resume.pt").exists():
+                    resumable.add(task.label)
+    return Plan(grid, todo, done, resumable)
+
+
+def dry_run_lines(plan: Plan) -> list[str]:
+    lines = [plan.headline()]
+    if plan.done:
+        lines.append(f"Finished ({len(plan.done)}):")
+        lines += [f"  done      {task.label}  accuracy {record.get('accuracy', float('nan')):.2f}"
+                  for task, record in plan.done]
+    if plan.todo:
+        lines.append(f"Would train ({len(plan.todo)}):")
+        lines += [f"  to train  {task.label}" + ("  (resumes from its last finished epoch)"
+                                                  if task.label in plan.resumable else "")
+                  for task in plan.todo]
+    return lines
+
+
+def prepare_datasets(tasks: list[RunTask], out: Printer) -> None:
+    """Open (and, where allowed, download) every dataset once, before any worker starts.
+
+    Workers would otherwise race to download the same files; a missing dataset fails here, once.
+    """
+    import datasets
+
+    seen = set()
+    for task in tasks:
+        config = task.settings.config
+        key = (config["dataset_name"], config["dataset_dir"], config["download"])
+        if key in seen:
+            continue
+        seen.add(key)
+        out(f"Checking dataset {key[0]} in '{key[1]}'")
+        for train in (True, False):
+            datasets.open_images(key[0], key[1], train, key[2])
+    datasets.open_images.cache_clear()
+
+
+# ---- one run, in whatever process a worker is ---------------------------------------------------
+@dataclass
+class Outcome:
+    label: str
+    status: str  # TRAINED, ALREADY_DONE, BUSY or FAILED
+    message: str = ""
+    record: dict | None = None  # the results.jsonl fields the run line shows
+    where: str = ""  # which worker / job
+
+
+RECORD_FIELDS = ("run", "accuracy", "loss", "train_seconds", "eval_seconds", "device")
+
+
+def execute(task: RunTask, device=None, on_epoch_end: Callable[[int], None] | None = None,
+            where: str = "") -> Outcome:
+    """Train one run (resuming it if interrupted); never raises for a failed run, only reports it."""
+    from .checkpoints import RunBusy, RunFinished
+    from .training import train_run
+
+    try:
+        result = train_run(task.settings, task.run_index, device, resume=True, on_epoch_end=on_epoch_end,
+                           skip_finished=True)
+    except RunBusy as error:
+        return Outcome(task.label, BUSY, str(error), where=where)
+    except RunFinished:
+        return Outcome(task.label, ALREADY_DONE, where=where)
+    except UserError as error:  # diverged loss, unreadable resume file, missing data...
+        return Outcome(task.label, FAILED, f"{error.__class__.__name__}: {error}", where=where)
+    except Exception as error:  # a bug or CUDA out of memory: report it and let the worker go on
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return Outcome(task.label, FAILED, f"{error.__class__.__name__}: {first}\n{traceback.format_exc()}",
+                       where=where)
+    return Outcome(task.label, TRAINED, record={k: result.record[k] for k in RECORD_FIELDS}, where=where)
+
+
+def outcome_line(task: RunTask, outcome: Outcome) -> str:
+    """train.py's run line (mean and std over the cell's finished runs) behind the cell, or a status."""
+    from .training import run_line
+
+    suffix = f"  [{outcome.where}]" if outcome.where else ""
+    if outcome.status == TRAINED:
+        try:
+            finished = RunLog(task.folder).finished()
+        except UserError:
+            finished = {}
+        accuracies = [record["accuracy"] for run, record in sorted(finished.items())
+                      if run <= task.settings.config["runs"]]
+        return f"{task.cell.label} | {run_line(outcome.record, accuracies or [outcome.record['accuracy']])}{suffix}"
+    if outcome.status == ALREADY_DONE:
+        return f"{task.label}: already finished by another process, skipped{suffix}"
+    if outcome.status == BUSY:
+        return f"{task.label}: being trained by another process, skipped{suffix}"
+    return f"{task.label}: FAILED: {outcome.message.splitlines()[0]}{suffix}"
+
+
+# ---- the summary --------------------------------------------------------------------------------
+@dataclass
+class Summary:
+    planned_done: int  # finished before this command
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(outcome.status == status for outcome in self.outcomes)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == FAILED]
+
+    def lines(self) -> list[str]:
+        seconds = time.perf_counter() - self.started
+        wall = f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m{seconds % 60:04.1f}s"
+        lines = [f"Grid summary: {self.count(TRAINED)} trained, "
+                 f"{self.planned_done + self.count(ALREADY_DONE)} already done (skipped), "
+                 f"{self.count(BUSY)} skipped (being trained elsewhere), {len(self.failed)} failed | wall {wall}"]
+        lines += self.notes
+        for outcome in self.failed:
+            lines.append(f"  failed: {outcome.label}: {outcome.message.splitlines()[0]}")
+        if self.count(BUSY):
+            lines.append("  runs being trained elsewhere are left to that process; rerun the grid to check")
+        if self.failed:
+            lines.append("  rerun the same command to retry the failed runs (finished ones are kept)")
+        return lines
+
+
+# ---- local executor -------------------------------------------------------------------------------
+def default_threads(workers: int) -> int:
+    """CPU threads per worker: the cores this process may use, shared; OMP_NUM_THREADS caps it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // max(workers, 1))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel kills this worker when the grid process dies (no orphan keeps training)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _local_worker(conn, index: int, device_name: str | None, threads: int, parent_pid: int) -> None:
+    """A worker process: receive a task, train it, send the outcome back; stop on None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grid process's to handle
+    _die_with_parent(parent_pid)
+
+    def parent_alive(epoch: int) -> None:  # where PR_SET_PDEATHSIG is missing: stop after the epoch
+        if os.getppid() != parent_pid:
+            raise SystemExit(1)
+
+    try:
+        import torch
+
+        from . import progress
+        from .training import resolve_device
+
+        progress.on_terminal = lambda: False  # no progress bars from several processes on one terminal
+        torch.set_num_threads(threads)
+        device = resolve_device(device_name) if device_name else None
+    except Exception as error:  # noqa: BLE001 - reported to the grid process, which stops starting workers
+        conn.send(("error", f"{error.__class__.__name__}: {error}"))
+        return
+    where = f"worker {index}" + (f", {device}" if device is not None else "")
+    conn.send(("ready", None))
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        outcome = execute(task, device, on_epoch_end=parent_alive, where=where)
+        if outcome.status == FAILED and device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
+        conn.send(("outcome", outcome))
+
+
+@dataclass
+class _Slot:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    conn: multiprocessing.connection.Connection
+    device: str | None
+    task: RunTask | None = None
+    ready: bool = False
+    closing: bool = False
+    conn_open: bool = True
+
+
+def worker_devices(workers: int, gpus: list[str]) -> list[str | None]:
+    """Worker i gets GPU gpus[i % len(gpus)] (several workers may share one); None: the config's device."""
+    if not gpus:
+        return [None] * workers
+    return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
+
+
+def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, out: Printer = print) -> Summary:
+    """Train the plan's runs with `workers` processes on this machine."""
+    summary = Summary(planned_done=len(plan.done))
+    queue = deque(plan.todo)
+    if not queue:
+        return summary
+    workers = max(1, min(workers, len(queue)))
+    threads = threads or default_threads(workers)
+    devices = worker_devices(workers, list(gpus))
+    context = multiprocessing.get_context("spawn")
+    slots: dict[int, _Slot] = {}
+    deaths: Counter = Counter()
+    startup_failures = 0
+
+    def start(index: int) -> None:
+        parent_conn, child_conn = context.Pipe()
+        process = context.Process(target=_local_worker, name=f"grid-worker-{index}",
+                                  args=(child_conn, index, devices[index], threads, os.getpid()))
+        process.start()
+        child_conn.close()
+        slots[index] = _Slot(index, process, parent_conn, devices[index])
+        out(f"worker {index}: pid {process.pid}, device {devices[index] or 'from the config'}, {threads} CPU threads")
+
+    def hand_out(slot: _Slot) -> None:
+        slot.task = queue.popleft() if queue else None
+        if slot.task is None:
+            slot.closing = True
+        try:
+            slot.conn.send(slot.task)
+        except (BrokenPipeError, OSError):
+            pass  # it died meanwhile; its sentinel tells, and the task goes back to the queue
+
+    def record(task: RunTask, outcome: Outcome) -> None:
+        summary.outcomes.append(outcome)
+        out(outcome_line(task, outcome))
+        if outcome.status == FAILED and "\n" in outcome.message:
+            out(outcome.message.split("\n", 1)[1].rstrip())
+
+    try:
+        for index in range(workers):
+            start(index)
+        while slots:
+            waitables = [s.conn for s in slots.values() if s.conn_open] + [s.process.sentinel for s in slots.values()]
+            ready = multiprocessing.connection.wait(waitables)
+            for slot in list(slots.values()):
+                if slot.conn_open and slot.conn in ready:
+                    try:
+                        kind, payload = slot.conn.recv()
+                    except (EOFError, OSError):
+                        slot.conn_open = False
+                    else:
+                        if kind == "error":
+                            out(f"worker {slot.index} could not start: {payload}")
+                            startup_failures += 1
+                            slot.closing = True
+                        else:
+                            if kind == "outcome" and slot.task is not None:
+                                record(slot.task, payload)
+                            slot.ready = True
+                            hand_out(slot)
+                if slot.process.sentinel in ready:
+                    slot.process.join()
+                    del slots[slot.index]
+                    if slot.task is not None:  # died in the middle of a run: another worker resumes it
+                        task, code = slot.task, slot.process.exitcode
+                        deaths[task.label] += 1
+                        cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                        if deaths[task.label] >= 2:
+                            record(task, Outcome(task.label, FAILED, f"workers died twice while training it "
+                                                                     f"(last: {cause}; out of memory?)"))
+                        else:
+                            out(f"worker {slot.index} died ({cause}) while training {task.label}; "
+                                "the run goes back to the queue and resumes from its last finished epoch")
+                            summary.notes.append(f"  worker {slot.index} died ({cause}); its run was resumed")
+                            queue.appendleft(task)
+                    elif not slot.ready and not slot.closing:
+                        out(f"worker {slot.index} exited before starting (exit code {slot.process.exitcode})")
+                        startup_failures += 1
+            # Keep `workers` processes while work remains, unless workers cannot even start.
+            active = sum(not s.closing for s in slots.values())
+            free = [i for i in range(workers) if i not in slots]
+            while queue and active < workers and free and startup_failures < workers:
+                start(free.pop(0))
+                active += 1
+            if queue and not slots:
+                for task in queue:
+                    record(task, Outcome(task.label, FAILED, "no worker could start"))
+                queue.clear()
+    finally:
+        for slot in slots.values():  # interrupted (Ctrl-C) or a bug: stop the workers, keep finished epochs
+            if slot.process.is_alive():
+                slot.process.terminate()
+        for slot in slots.values():
+            slot.process.join(timeout=10)
+            if slot.process.is_alive():
+                slot.process.kill()
+    return summary
+
+
+# ---- Slurm (submitit) executor -------------------------------------------------------------------
+try:
+    from submitit.helpers import Checkpointable as _Checkpointable
+except ImportError:  # submitit is only needed for --executor=slurm / submitit_local
+    _Checkpointable = object
+
+
+class SubmititRun(_Checkpointable):
+    """The body of one array task: train its runs (one by default) one after the other.
+
+    On a timeout or preemption submitit calls `checkpoint`, which requeues the same call: finished
+    runs are then skipped and the interrupted one resumes from its last finished epoch.
+    """
+
+    def __call__(self, tasks: list[RunTask]) -> list[Outcome]:
+        import torch
+
+        torch.set_num_threads(default_threads(1))  # the task's cores (Slurm confines them), OMP_NUM_THREADS caps
+        job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getpid())
+        where = f"job {job}" + (f"_{os.environ['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in os.environ else "")
+        outcomes = []
+        for task in tasks:
+            outcome = execute(task, where=where)
+            print(outcome_line(task, outcome), flush=True)
+            if outcome.status == FAILED:
+                print(outcome.message, file=sys.stderr, flush=True)
+            outcomes.append(outcome)
+        return outcomes
+
+
+def _absolute_paths(task: RunTask) -> RunTask:
+    """Jobs may start in another directory: pin models_dir and dataset_dir (not part of the settings)."""
+    config = dict(task.settings.config)
+    for key in ("models_dir", "dataset_dir"):
+        config[key] = str(Path(config[key]).resolve())
+    return replace(task, settings=TrainSettings(config, task.settings.modality))
+
+
+def submitit_parameters(*, timeout_min: int, gpus_per_node: int, cpus_per_task: int, mem_gb: float | None,
+                        partition: str | None, array_parallelism: int, setup: list[str],
+                        slurm_options: list[str], name: str) -> dict:
+    """AutoExecutor parameters; `slurm_options` are `key=value` for any other `slurm_<key>` parameter."""
+    from .config import parse_yaml
+
+    parameters: dict = {"timeout_min": timeout_min, "gpus_per_node": gpus_per_node, "cpus_per_task": cpus_per_task,
+                        "name": name, "slurm_array_parallelism": array_parallelism}
+    if mem_gb:
+        parameters["mem_gb"] = mem_gb
+    if partition:
+        parameters["slurm_partition"] = partition
+    if setup:
+        parameters["slurm_setup"] = list(setup)
+    for option in slurm_options:
+        key, sep, value = option.partition("=")
+        if not sep or not key:
+            raise UserError(f"--slurm_option takes key=value (a submitit slurm_<key> parameter), got '{option}'")
+        parameters[f"slurm_{key.removeprefix('slurm_')}"] = parse_yaml(value) if value else ""
+    return parameters
+
+
+def _job_outcomes(job, tasks: list[RunTask]) -> list[Outcome]:
+    where = f"job {job.job_id}"
+    try:
+        outcomes = job.result()
+    except Exception as error:  # noqa: BLE001 - the job failed, was cancelled or killed
+        first = (str(error).strip().splitlines() or [error.__class__.__name__])[0]
+        message = f"job {job.job_id} failed: {first[:200]} (log: {job.paths.stderr})"
+        outcomes = []
+        for task in tasks:  # runs it finished before failing are in results.jsonl
+            try:
+                finished = task.run in RunLog(task.folder).finished()
+            except UserError:
+                finished = False
+            outcomes.append(Outcome(task.label, ALREADY_DONE, where=where) if finished
+                            else Outcome(task.label, FAILED, message, where=where))
+        return outcomes
+    if not isinstance(outcomes, list) or not all(isinstance(o, Outcome) for o in outcomes):
+        return [Outcome(task.label, FAILED, f"job {job.job_id} returned {outcomes!r:.200}", where=where)
+                for task in tasks]
+    return outcomes
+
+
+def _collect(jobs: list, summary: Summary, out: Printer, poll_seconds: float) -> None:
+    """Wait for (job, tasks) pairs, printing each run's line (a job printed them in its log too)."""
+    pending = list(jobs)
+    while pending:
+        still = []
+        for job, tasks in pending:
+            if job.done():
+                for task, outcome in zip(tasks, _job_outcomes(job, tasks)):
+                    summary.outcomes.append(outcome)
+                    out(outcome_line(task, outcome))
+            else:
+                still.append((job, tasks))
+        pending = still
+        if pending:
+            time.sleep(poll_seconds)
+
+
+def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_per_task: int = 1,
+                 max_array_size: int = 1000, wait: bool = True, poll_seconds: float = 2.0,
+                 out: Printer = print) -> Summary | None:
+    """Submit one array task per run to be trained (or per `runs_per_task` runs).
+
+    cluster "slurm": sbatch, arrays of at most `max_array_size` tasks, `slurm_array_parallelism` of
+    them running at once; returns None unless `wait`. cluster "local": the same tasks through
+    submitit's LocalExecutor on this machine, `slurm_array_parallelism` jobs at a time, always waited for.
+    """
+    import submitit
+
+    summary = Summary(planned_done=len(plan.done))
+    if not plan.todo:
+        return summary
+    # Jobs import this code by its module name, from wherever they start.
+    path = os.environ.get("PYTHONPATH", "")
+    if str(REPO) not in path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), path) if p)
+    try:
+        executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        executor.update_parameters(**parameters)
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise UserError(f"submitit: {error}") from None
+    tasks = [_absolute_paths(task) for task in plan.todo]
+    chunks = [tasks[i:i + runs_per_task] for i in range(0, len(tasks), runs_per_task)]
+    local = cluster != "slurm"
+    group = max(1, parameters.get("slurm_array_parallelism", 64)) if local else max_array_size
+    if local:
+        out(f"Running {len(tasks)} runs as {len(chunks)} submitit {cluster} jobs, {group} at a time; logs in {folder}")
+    submitted = []
+    for start in range(0, len(chunks), group):
+        part = chunks[start:start + group]
+        try:
+            jobs = list(zip(executor.map_array(SubmititRun(), part), part))
+        except Exception as error:  # noqa: BLE001 - sbatch refused (partition, limits...)
+            raise UserError(f"submission failed after {sum(len(c) for _, c in submitted)} of {len(tasks)} runs: "
+                            f"{(str(error).strip().splitlines() or [''])[0]}") from None
+        submitted += jobs
+        if local:
+            _collect(jobs, summary, out, poll_seconds)
+    if local:
+        return summary
+    arrays = sorted({str(job.job_id).split("_")[0] for job, _ in submitted})
+    out(f"Submitted {len(tasks)} runs as {len(chunks)} tasks in {len(arrays)} job array(s) ({', '.join(arrays)}); "
+        f"logs in {folder}")
+    if not wait:
+        out(f"Not waiting for them: follow with `python grid.py --grid={plan.grid.path} --dry_run` "
+            f"and build the table with `python grid.py report --grid={plan.grid.path}`")
+        return None
+    _collect(submitted, summary, out, poll_seconds)
+    return summary

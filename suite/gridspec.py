@@ -1,0 +1,184 @@
+"""Grid files: which cells (dataset, model, train size, modality) a grid holds, and each cell's config.
+
+A grid file is YAML:
+
+    base_config: config/train.yaml     # a training config, read as train.py reads --config, or a
+                                       # mapping {default: config/train.yaml, vit: config/vit.yaml}
+                                       # when some models train with a recipe of their own
+    datasets: [SVHN, CIFAR10]
+    models: [mobilenet, resnet18]
+    train_examples: [1000, 2000]
+    modalities: [std, memory, encoder_memory]
+    runs: 15                           # seeds 0..runs-1 of every cell
+    overrides: [SVHN.num_epochs=2]     # optional, as train.py --set takes them (or a mapping)
+
+Relative paths (base_config, and the config's models_dir / dataset_dir) are taken from the current
+directory, as train.py takes them. This module does not import torch, so the report stays fast.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import TOP_LEVEL, TrainSettings, load_config, parse_yaml
+from .errors import ConfigError
+
+GRID_KEYS = ("base_config", "datasets", "models", "train_examples", "modalities", "runs", "overrides")
+# Set per cell by the grid; an override of them would silently lose, so it is refused.
+CELL_KEYS = ("dataset_name", "model", "train_examples", "runs")
+DEFAULT = "default"  # the base_config entry of models without one of their own
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    dataset: str
+    model: str
+    train_examples: int
+    modality: str
+
+    @property
+    def label(self) -> str:
+        """DATASET/MODALITY/MODEL/TRAIN_EXAMPLES, the cell's folder under models_dir."""
+        return f"{self.dataset}/{self.modality}/{self.model}/{self.train_examples}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    path: Path
+    base_configs: dict  # model name or "default" -> training config path
+    datasets: tuple[str, ...]
+    models: tuple[str, ...]
+    train_examples: tuple[int, ...]
+    modalities: tuple[str, ...]
+    runs: int
+    overrides: tuple[str, ...]  # the grid's, then the command line's
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def cells(self) -> list[Cell]:
+        """Every cell, datasets outermost, then models, sizes and modalities (the order work is handed out)."""
+        return [Cell(d, m, n, v) for d, m, n, v in
+                itertools.product(self.datasets, self.models, self.train_examples, self.modalities)]
+
+    def base_config(self, model: str) -> Path:
+        return self.base_configs.get(model, self.base_configs[DEFAULT])
+
+    def cell_settings(self, cell: Cell, dataset_names: list[str] | None = None) -> TrainSettings:
+        """The validated training settings of a cell. `dataset_names` None asks the dataset registry."""
+        assignments = list(self.overrides) + [f"dataset_name={cell.dataset}", f"model={cell.model}",
+                                              f"train_examples={cell.train_examples}", f"runs={self.runs}"]
+        try:
+            config = load_config(self.base_config(cell.model), assignments, dataset_names)
+        except ConfigError as error:
+            raise ConfigError(f"grid '{self.path}', cell {cell.label}: {error}") from None
+        return TrainSettings(config, cell.modality)
+
+    def lenient_dataset_names(self) -> list[str]:
+        """The dataset sections of the base config plus the grid's datasets, without importing the registry.
+
+        Used by the report, which must not import torch; the runner validates against the registry.
+        """
+        sections: list[str] = []
+        for path in self.base_configs.values():
+            try:
+                raw = parse_yaml(Path(path).read_text()) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                raw = {}  # load_config reports the problem properly
+            if isinstance(raw, dict):
+                sections += [k for k, v in raw.items() if isinstance(v, dict) and k not in TOP_LEVEL
+                             and k not in ("optimizer", "model_options")]
+        return list(dict.fromkeys(sections + list(self.datasets)))
+
+
+# ---- parsing --------------------------------------------------------------------------------
+def _problem(path: Path, key: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"grid file '{path}': key '{key}' must be {expected}, got {value!r}")
+
+
+def _names(path: Path, raw: dict, key: str) -> tuple[str, ...]:
+    value = raw[key]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _problem(path, key, "a non-empty list of names", value)
+    if len(set(value)) != len(value):
+        raise _problem(path, key, "a list without repeats", value)
+    return tuple(value)
+
+
+def _override_list(path: Path, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):  # {dotted.key: value} -> "dotted.key=<value as YAML>"
+        return tuple(f"{key}={json.dumps(item)}" for key, item in value.items())
+    if isinstance(value, list) and all(isinstance(v, str) and "=" in v for v in value):
+        return tuple(value)
+    raise _problem(path, "overrides", "a list of 'dotted.key=value' strings or a mapping", value)
+
+
+def check_overrides(path: Path | str, overrides: tuple[str, ...] | list[str]) -> None:
+    for assignment in overrides:
+        key = assignment.partition("=")[0].strip()
+        if key in CELL_KEYS:
+            grid_key = {"dataset_name": "datasets", "model": "models"}.get(key, key)
+            raise ConfigError(f"grid '{path}': '{key}' is set per cell by the grid key '{grid_key}', "
+                              "not by an override")
+
+
+def load_grid(path: str | Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> Grid:
+    """Read and check a grid file (not the cells' configs: see `Grid.cell_settings`)."""
+    path = Path(path)
+    try:
+        raw = parse_yaml(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"grid file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read grid file '{path}': {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"grid file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"grid file '{path}' must hold a mapping with the keys {', '.join(GRID_KEYS)}")
+    unknown = sorted(set(raw) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"grid file '{path}': unknown key '{unknown[0]}'; valid keys: {', '.join(GRID_KEYS)}")
+    missing = [key for key in GRID_KEYS if key not in raw and key != "overrides"]
+    if missing:
+        raise ConfigError(f"grid file '{path}': key '{missing[0]}' is missing")
+    base = raw["base_config"]
+    if isinstance(base, str) and base:
+        base = {DEFAULT: base}
+    if not isinstance(base, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in base.items()):
+        raise _problem(path, "base_config", f"the path of a training config, or a mapping of model names "
+                                            f"and '{DEFAULT}' to such paths", raw["base_config"])
+    sizes = raw["train_examples"]
+    if (not isinstance(sizes, list) or not sizes or len(set(sizes)) != len(sizes)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)):
+        raise _problem(path, "train_examples", "a non-empty list of distinct positive integers", sizes)
+    runs = raw["runs"]
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        raise _problem(path, "runs", "an integer of at least 1", runs)
+    overrides = _override_list(path, raw.get("overrides")) + tuple(extra_overrides)
+    check_overrides(path, overrides)
+    models = _names(path, raw, "models")
+    uncovered = [m for m in models if m not in base and DEFAULT not in base]
+    if uncovered:
+        raise ConfigError(f"grid file '{path}': base_config has no entry for model '{uncovered[0]}' "
+                          f"and no '{DEFAULT}' entry")
+    return Grid(path=path, base_configs={k: Path(v) for k, v in base.items()}, datasets=_names(path, raw, "datasets"),
+                models=models, train_examples=tuple(sizes),
+                modalities=_names(path, raw, "modalities"), runs=runs, overrides=overrides)
+
+
+def comparable_json(settings: TrainSettings) -> dict:
+    """`settings.comparable()` as it reads back from results.jsonl (tuples become lists, etc.)."""
+    return json.loads(json.dumps(settings.comparable()))
+
+
+def settings_difference(saved: dict, current: dict) -> list[str]:
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+

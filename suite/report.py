@@ -1,0 +1,380 @@
+"""`grid.py report`: the paper's Table 1 (Markdown, CSV, LaTeX) and a figure, from the results.jsonl files.
+
+Every results.jsonl under the models folder is read; a record counts for a cell of the grid when its
+dataset, model, modality and size match the cell, its run is one of the grid's (1..runs) and it was
+trained with the cell's settings (a record of other settings, e.g. a 1-epoch trial, is left out and
+said so). Per cell: mean and population std (numpy's default, ddof=0, as the original) over its
+runs, and n. A cell without a finished run is shown as missing, never as a number.
+
+This module does not import torch: the report takes seconds.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoints import RESULTS_FILE, RunLog, atomic_write_bytes
+from .errors import UserError
+from .gridspec import Cell, Grid, comparable_json, settings_difference
+from .paper_numbers import paper_accuracy
+
+VARIANTS = {"std": "Std", "memory": "Only Memory", "encoder_memory": "Memory Wrap"}
+ENCODERS = {"mobilenet": "MobileNetV2", "efficientnet": "EfficientNetB0", "googlenet": "GoogLeNet",
+            "shufflenet": "ShuffleNetV2", "densenet": "DenseNet", "resnet18": "ResNet18", "vit": "ViT"}
+COLORS = {"std": "#1f77b4", "memory": "#7f7f7f", "encoder_memory": "#d62728"}
+MISSING = "missing"
+FILES = {"markdown": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "figure": "accuracy_vs_size.png"}
+
+
+def variant_name(modality: str) -> str:
+    return VARIANTS.get(modality, modality)
+
+
+def encoder_name(model: str) -> str:
+    return ENCODERS.get(model, model)
+
+
+@dataclass(frozen=True)
+class CellStats:
+    cell: Cell
+    runs: int  # the grid's runs per cell
+    accuracies: tuple[float, ...]  # in run order
+    subset_sizes: tuple[int, ...] = ()  # train_subset_size of the records (the real size of "full")
+    best: bool = False
+
+    @property
+    def n(self) -> int:
+        return len(self.accuracies)
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.accuracies)) if self.accuracies else None
+
+    @property
+    def std(self) -> float | None:
+        return float(np.std(self.accuracies)) if self.accuracies else None  # population std (ddof=0)
+
+    @property
+    def paper(self) -> float | None:
+        c = self.cell
+        return paper_accuracy(c.dataset, c.model, c.modality, c.train_examples)
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.mean is None or self.paper is None else self.mean - self.paper
+
+
+@dataclass
+class Collected:
+    grid: Grid
+    models_dir: Path
+    stats: dict[Cell, CellStats]
+    files: int = 0  # results.jsonl files read
+    notes: list[str] = field(default_factory=list)
+
+    def column_label(self, dataset: str, size: int) -> str:
+        """The size, or 'full (N)' where the whole training split (N images) was smaller than asked."""
+        sizes = {s for cell, st in self.stats.items() if cell.dataset == dataset and cell.train_examples == size
+                 for s in st.subset_sizes}
+        if sizes and max(sizes) < size:
+            return f"full ({max(sizes)})"
+        return str(size)
+
+
+def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
+    """Read every results.jsonl under the models folder and group the grid's records by cell."""
+    names = grid.lenient_dataset_names()
+    cells = grid.cells()
+    expected = {}
+    folder_of_config = None
+    for cell in cells:
+        settings = grid.cell_settings(cell, names)
+        expected[cell] = comparable_json(settings)
+        folder_of_config = folder_of_config or Path(settings.config["models_dir"])
+    root = Path(models_dir) if models_dir is not None else folder_of_config
+    found: dict[Cell, dict[int, dict]] = defaultdict(dict)
+    other_settings: dict[Cell, tuple[int, set[str]]] = {}
+    outside, beyond, files = 0, 0, 0
+    notes: list[str] = []
+    paths = sorted(root.rglob(RESULTS_FILE)) if root.is_dir() else []
+    for path in paths:
+        try:
+            records = RunLog(path.parent).read()
+        except UserError as error:
+            notes.append(f"skipped {error}")
+            continue
+        files += 1
+        for record in records:
+            try:
+                cell = Cell(record["dataset"], record["model"], int(record["train_examples"]), record["modality"])
+                float(record["accuracy"])
+            except (KeyError, TypeError, ValueError):
+                notes.append(f"skipped a record of '{path}' without dataset/model/train_examples/modality/accuracy")
+                continue
+            if cell not in expected:
+                outside += 1
+            elif record.get("settings") != expected[cell]:
+                count, keys = other_settings.get(cell, (0, set()))
+                keys |= set(settings_difference(record.get("settings") or {}, expected[cell]))
+                other_settings[cell] = (count + 1, keys)
+            elif record["run"] > grid.runs or record["run"] < 1:
+                beyond += 1
+            else:
+                found[cell][record["run"]] = record
+    if not paths:
+        notes.append(f"no {RESULTS_FILE} found under '{root}'")
+    for cell, (count, keys) in sorted(other_settings.items()):
+        notes.append(f"{cell.label}: {count} record(s) left out, trained with other settings "
+                     f"(differ in: {', '.join(sorted(keys))})")
+    if outside:
+        notes.append(f"{outside} record(s) under '{root}' belong to cells outside this grid")
+    if beyond:
+        notes.append(f"{beyond} record(s) of runs above the grid's {grid.runs} runs per cell left out")
+    stats = {}
+    for cell in cells:
+        runs = found.get(cell, {})
+        ordered = [runs[r] for r in sorted(runs)]
+        stats[cell] = CellStats(cell, grid.runs, tuple(float(r["accuracy"]) for r in ordered),
+                                tuple(int(r["train_subset_size"]) for r in ordered if "train_subset_size" in r))
+    return Collected(grid, root, mark_best(stats), files, notes)
+
+
+def mark_best(stats: dict[Cell, CellStats]) -> dict[Cell, CellStats]:
+    """Bold the best variant of each encoder per dataset and size (ties at 2 decimals all bold);
+    a column needs two variants with results to have a best one."""
+    groups: dict[tuple, list[Cell]] = defaultdict(list)
+    for cell, st in stats.items():
+        if st.n:
+            groups[(cell.dataset, cell.model, cell.train_examples)].append(cell)
+    marked = dict(stats)
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        top = max(round(stats[c].mean, 2) for c in group)
+        for cell in group:
+            if round(stats[cell].mean, 2) == top:
+                marked[cell] = CellStats(cell, stats[cell].runs, stats[cell].accuracies, stats[cell].subset_sizes,
+                                         best=True)
+    return marked
+
+
+# ---- text formats ---------------------------------------------------------------------------------
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "\u2212")
+
+
+def _count(st: CellStats) -> str:
+    return f"n={st.n}" if st.n >= st.runs else f"n={st.n}/{st.runs}"
+
+
+def markdown_cell(st: CellStats) -> str:
+    if not st.n:
+        text = MISSING
+    else:
+        value = f"{st.mean:.2f} ± {st.std:.2f}"
+        text = f"**{value}** ({_count(st)})" if st.best else f"{value} ({_count(st)})"
+    if st.paper is not None:
+        text += f"; paper {st.paper:.2f}" + (f", Δ {_signed(st.difference)}" if st.n else "")
+    return text
+
+
+def _rows(collected: Collected, dataset: str) -> list[tuple[str, str, list[CellStats]]]:
+    grid = collected.grid
+    return [(model, modality, [collected.stats[Cell(dataset, model, size, modality)] for size in grid.train_examples])
+            for model in grid.models for modality in grid.modalities]
+
+
+def _legend(collected: Collected) -> list[str]:
+    return [
+        f"Test accuracy (%) of grid `{collected.grid.path}`: mean ± population std over the n finished runs "
+        f"(seeds 0..n-1) of each cell; n shown as n=k/{collected.grid.runs} while runs are missing. "
+        f"**Bold**: the best variant of an encoder in a column. \"{MISSING}\": no finished run.",
+        "Paper: the mean the original repository states (MobileNetV2 only, REFERENCE.md 7), "
+        "Δ = ours − paper.",
+    ]
+
+
+def markdown(collected: Collected) -> str:
+    grid = collected.grid
+    lines = [f"# Table 1: grid {grid.name}", ""] + _legend(collected) + [""]
+    for dataset in grid.datasets:
+        labels = [collected.column_label(dataset, size) for size in grid.train_examples]
+        lines += [f"## {dataset}", "", "| Encoder | Variant | " + " | ".join(labels) + " |",
+                  "|---|---|" + "---|" * len(labels)]
+        for model, modality, row in _rows(collected, dataset):
+            lines.append(f"| {encoder_name(model)} | {variant_name(modality)} | "
+                         + " | ".join(markdown_cell(st) for st in row) + " |")
+        lines.append("")
+    complete = sum(st.n >= st.runs for st in collected.stats.values())
+    missing = sum(not st.n for st in collected.stats.values())
+    lines.append(f"{complete} of {len(collected.stats)} cells complete, {missing} missing; "
+                 f"read {collected.files} {RESULTS_FILE} file(s) under `{collected.models_dir}`.")
+    lines += [f"- note: {note}" for note in collected.notes]
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ("dataset", "model", "modality", "variant", "train_examples", "n", "runs", "mean", "std", "best",
+               "paper_mean", "difference", "train_subset_size")
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def csv_text(collected: Collected) -> str:
+    """One row per cell (tidy); mean/std empty for a missing cell."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for cell, st in collected.stats.items():
+        subset = sorted(set(st.subset_sizes))
+        writer.writerow([cell.dataset, cell.model, cell.modality, variant_name(cell.modality), cell.train_examples,
+                         st.n, st.runs, _number(st.mean), _number(st.std), int(st.best), _number(st.paper),
+                         _number(st.difference), subset[0] if len(subset) == 1 else ""])
+    return buffer.getvalue()
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def latex_cell(st: CellStats) -> str:
+    if not st.n:
+        text = "--"
+    else:
+        value = f"{st.mean:.2f} \\pm {st.std:.2f}"
+        text = f"$\\mathbf{{{value}}}$" if st.best else f"${value}$"
+        text += f" {{\\scriptsize $n{{=}}{st.n}$}}"
+    if st.paper is not None:
+        text += f" {{\\scriptsize (paper {st.paper:.2f}" + (f", ${st.difference:+.2f}$)}}" if st.n else ")}")
+    return text
+
+
+def latex(collected: Collected) -> str:
+    grid = collected.grid
+    lines = [f"% Table 1 of grid {_latex_escape(str(grid.path))}, written by `grid.py report`. "
+             "Needs \\usepackage{booktabs}.",
+             "% Mean $\\pm$ population std over n runs; bold: best variant of an encoder per column; "
+             "-- : no finished run; paper: the original's stated mean (MobileNetV2)."]
+    for dataset in grid.datasets:
+        labels = [_latex_escape(collected.column_label(dataset, size)) for size in grid.train_examples]
+        lines += ["\\begin{table}[t]", "\\centering",
+                  f"\\caption{{Test accuracy (\\%) on {_latex_escape(dataset)}: mean $\\pm$ std over "
+                  f"{grid.runs} runs.}}",
+                  "\\begin{tabular}{ll" + "c" * len(labels) + "}", "\\toprule",
+                  "Encoder & Variant & " + " & ".join(labels) + " \\\\", "\\midrule"]
+        previous = None
+        for model, modality, row in _rows(collected, dataset):
+            if previous is not None and model != previous:
+                lines.append("\\midrule")
+            name = _latex_escape(encoder_name(model)) if model != previous else ""
+            lines.append(f"{name} & {_latex_escape(variant_name(modality))} & "
+                         + " & ".join(latex_cell(st) for st in row) + " \\\\")
+            previous = model
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    return "\n".join(lines)
+
+
+# ---- figure ---------------------------------------------------------------------------------------
+def _size_tick(collected: Collected, dataset: str, size: int) -> str:
+    label = collected.column_label(dataset, size)
+    if label.startswith("full"):
+        return "full\n" + label[6:-1]
+    return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
+
+
+def figure_png(collected: Collected) -> bytes:
+    """Accuracy against training-set size: a row of panels per dataset, a panel per encoder, a line
+    per variant (mean, with population-std error bars); the paper's MobileNetV2 means as hollow marks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    grid = collected.grid
+    rows, columns = len(grid.datasets), len(grid.models)
+    figure = Figure(figsize=(3.2 * columns + 0.6, 2.9 * rows + 1.3), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
+    sizes = sorted(grid.train_examples)
+    positions = {size: i for i, size in enumerate(sizes)}  # evenly spaced: sizes span 1k to 100k
+    any_paper = False
+    for r, dataset in enumerate(grid.datasets):
+        values = [st.mean - st.std for c, st in collected.stats.items() if c.dataset == dataset and st.n]
+        values += [st.mean + st.std for c, st in collected.stats.items() if c.dataset == dataset and st.n]
+        values += [st.paper for c, st in collected.stats.items() if c.dataset == dataset and st.paper is not None]
+        for c, model in enumerate(grid.models):
+            axis = axes[r][c]
+            drawn = False
+            for k, modality in enumerate(grid.modalities):
+                color = COLORS.get(modality, f"C{k + 3}")
+                points = [(positions[s], collected.stats[Cell(dataset, model, s, modality)]) for s in sizes]
+                points = [(x, st) for x, st in points if st.n]
+                if points:
+                    drawn = True
+                    shift = (k - (len(grid.modalities) - 1) / 2) * 0.06  # keep error bars apart
+                    axis.errorbar([x + shift for x, _ in points], [st.mean for _, st in points],
+                                  yerr=[st.std for _, st in points], color=color, marker="o", markersize=4,
+                                  linewidth=1.6, capsize=3, label=variant_name(modality))
+                paper = [(positions[s], paper_accuracy(dataset, model, modality, s)) for s in sizes]
+                paper = [(x, v) for x, v in paper if v is not None]
+                if paper:
+                    any_paper = True
+                    axis.plot([x for x, _ in paper], [v for _, v in paper], color=color, marker="o",
+                              markerfacecolor="white", markersize=5, linestyle=":", linewidth=1.0)
+            if not drawn:
+                axis.text(0.5, 0.5, "no results yet", transform=axis.transAxes, ha="center", va="center",
+                          color="0.5")
+            if values:
+                low, high = min(values), max(values)
+                pad = max(2.0, 0.08 * (high - low))
+                axis.set_ylim(max(0.0, low - pad), min(100.0, high + pad))
+            axis.set_xticks(range(len(sizes)))
+            axis.set_xticklabels([_size_tick(collected, dataset, s) for s in sizes])
+            axis.set_xlim(-0.4, len(sizes) - 0.6)
+            axis.grid(True, alpha=0.3)
+            axis.set_title(f"{dataset} · {encoder_name(model)}", fontsize=10)
+            if c == 0:
+                axis.set_ylabel("test accuracy (%)")
+            if r == rows - 1:
+                axis.set_xlabel("training images")
+    handles = [Line2D([], [], color=COLORS.get(m, f"C{k + 3}"), marker="o", label=variant_name(m))
+               for k, m in enumerate(grid.modalities)]
+    if any_paper:
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":",
+                              label="paper (MobileNetV2 means)"))
+    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    figure.suptitle(f"Grid {grid.name}: accuracy vs. training-set size (mean ± std over runs; "
+                    "the gap between Memory Wrap and Std is the paper's claim)", fontsize=11)
+    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None = None) -> tuple[Collected, dict]:
+    """Collect and write table1.md / .csv / .tex and the figure; returns what was collected and the paths."""
+    collected = collect(grid, models_dir)
+    out_dir = Path(out_dir)
+    contents = {"markdown": markdown(collected).encode(), "csv": csv_text(collected).encode(),
+                "latex": latex(collected).encode(), "figure": figure_png(collected)}
+    paths = {}
+    for kind, data in contents.items():
+        path = out_dir / FILES[kind]
+        try:
+            atomic_write_bytes(path, data)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(path, 0o666 & ~mask)  # the temporary file's 0600 -> the usual permissions
+        except OSError as error:
+            raise UserError(f"cannot write '{path}': {error.strerror or error}") from None
+        paths[kind] = path
+    return collected, paths
