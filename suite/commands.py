@@ -7,7 +7,6 @@ default) and notes through `note` (stderr), and returns what it printed in machi
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,15 +32,12 @@ def _stderr(message: str) -> None:
 
 
 def write_shared_file(path: str | Path, data: bytes) -> Path:
-    """Atomic write, then the usual permissions (umask) rather than the temporary file's 0600."""
+    """Atomic write; a file system error becomes a one-line UserError."""
     path = Path(path)
     try:
         atomic_write_bytes(path, data)
     except OSError as error:
         raise UserError(f"cannot write '{path}': {error.strerror or error}") from None
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
     return path
 
 
@@ -55,8 +51,9 @@ def _device(name: str) -> torch.device:
 
 def _describe(restored: RestoredRun) -> str:
     run = f"run {restored.run}, " if restored.run is not None else ""
-    return (f"Checkpoint:{restored.path} ({restored.settings.dataset_name} {restored.settings.modality} "
-            f"{restored.settings.model}, {restored.settings.train_examples} training images, {run}seed {restored.seed})")
+    s = restored.settings
+    return (f"Checkpoint:{restored.path} ({s.dataset_name} {s.modality} {s.model}, {s.train_examples} training images, "
+            f"{run}seed {restored.seed})")
 
 
 def _cell(checkpoint: dict) -> tuple:

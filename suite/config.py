@@ -69,6 +69,10 @@ def _int_list(v: Any) -> str | None:
     return None if isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v) else "a list of epochs"
 
 
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    return lambda v: None if v is None else check(v)
+
+
 def _mapping(v: Any) -> str | None:
     return None if isinstance(v, dict) else "a mapping of options"
 
@@ -112,7 +116,7 @@ DATASET_SECTION: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "opt_milestones": (_int_list, []),
     "mem_examples": (_int(1), REQUIRED),
     "lr_schedule": (_choice(*LR_SCHEDULES), "multistep"),
-    "validation_size": (_int(0), None),  # None: the dataset's own (6000 for SVHN and CIFAR10)
+    "validation_size": (_optional(_int(0)), None),  # None: the dataset's own (6000 for SVHN and CIFAR10)
 }
 
 
@@ -136,8 +140,11 @@ def _check_section(section: dict, schema: dict, where: str) -> dict:
     return checked
 
 
-def validate(raw: Any, dataset_names: list[str]) -> dict:
-    """Return the config with defaults filled in; raise ConfigError naming the first bad key."""
+def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None = None) -> dict:
+    """Return the config with defaults filled in; raise ConfigError naming the first bad key.
+
+    `model_names` None asks the model registry (which imports torch).
+    """
     if not isinstance(raw, dict):
         raise ConfigError("the config file must hold a mapping of keys")
     sections = {k for k in raw if k in dataset_names}
@@ -146,10 +153,12 @@ def validate(raw: Any, dataset_names: list[str]) -> dict:
     config["optimizer"] = _check_section(raw.get("optimizer", {}), OPTIMIZER, "optimizer.")
     for name in sorted(sections):
         config[name] = _check_section(raw[name], DATASET_SECTION, f"{name}.")
-    import architectures
+    if model_names is None:
+        import architectures
 
-    if config["model"] not in architectures.list_models():
-        raise ConfigError(f"unknown model '{config['model']}'; valid models: {', '.join(architectures.list_models())}")
+        model_names = architectures.list_models()
+    if config["model"] not in model_names:
+        raise ConfigError(f"unknown model '{config['model']}'; valid models: {', '.join(model_names)}")
     if config["dataset_name"] not in dataset_names:
         raise ConfigError(f"unknown dataset '{config['dataset_name']}'; valid datasets: {', '.join(dataset_names)}")
     if config["dataset_name"] not in sections:
@@ -185,8 +194,9 @@ def apply_override(raw: dict, assignment: str, dataset_names: list[str]) -> None
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path, overrides: list[str] = (), dataset_names: list[str] | None = None) -> dict:
-    """Read, override and validate a training config."""
+def load_config(path: str | Path, overrides: list[str] = (), dataset_names: list[str] | None = None,
+                model_names: list[str] | None = None) -> dict:
+    """Read, override and validate a training config (None: the registries' names, importing torch)."""
     if dataset_names is None:
         import datasets
 
@@ -206,7 +216,7 @@ def load_config(path: str | Path, overrides: list[str] = (), dataset_names: list
         raise ConfigError(f"config file '{path}' must hold a mapping of keys")
     for assignment in overrides:
         apply_override(raw, assignment, dataset_names)
-    return validate(raw, dataset_names)
+    return validate(raw, dataset_names, model_names)
 
 
 @dataclass(frozen=True)

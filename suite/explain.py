@@ -217,8 +217,9 @@ def baseline_like(images: Tensor, kind: str, spec: datasets.DatasetSpec, normali
     return ((pixel - mean) / std).expand_as(images).clone()
 
 
-def integrated_gradients(model: nn.Module, inputs: Tensor, memory: Tensor, target: int, baselines: tuple[Tensor, Tensor],
-                         n_steps: int = 40, internal_batch_size: int = 2) -> tuple[Tensor, Tensor]:
+def integrated_gradients(model: nn.Module, inputs: Tensor, memory: Tensor, target: int,
+                         baselines: tuple[Tensor, Tensor], n_steps: int = 40,
+                         internal_batch_size: int = 2) -> tuple[Tensor, Tensor]:
     """captum IG of logit `target` w.r.t. both the input [1, C, H, W] and the memory [r, C, H, W].
 
     With `internal_batch_size` k, captum evaluates k interpolation levels per forward pass: the

@@ -17,7 +17,6 @@ CPU-only machine and a crafted file cannot run code.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +24,13 @@ import torch
 
 import architectures
 import datasets
-from .checkpoints import load_checkpoint
+from .checkpoints import RUN_FILE, load_checkpoint, run_files
 from .config import TrainSettings, load_config, validate
 from .errors import CheckpointError, ConfigError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
 ORIGINAL_DEFAULTS = REPO / "config" / "train.yaml"
 ORIGINAL_SPLIT_SEED = 42  # the split seed of the original eval.py and explanation scripts
-RUN_NAME = re.compile(r"^(\d+)\.pt$")
 
 
 @dataclass
@@ -48,12 +46,13 @@ class RestoredRun:
 
     @property
     def label(self) -> str:
-        return f"{self.settings.dataset_name}/{self.settings.modality}/{self.settings.model}/{self.settings.train_examples}"
+        s = self.settings
+        return f"{s.dataset_name}/{s.modality}/{s.model}/{s.train_examples}"
 
 
 def seed_from_name(path: Path) -> int:
     """Original-suite checkpoints: `<k>.pt` is run k, trained with seed k - 1; other names get 42."""
-    match = RUN_NAME.match(Path(path).name)
+    match = RUN_FILE.match(Path(path).name)
     if match and int(match.group(1)) >= 1:
         return int(match.group(1)) - 1
     return ORIGINAL_SPLIT_SEED
@@ -70,17 +69,12 @@ def _original_config(checkpoint: dict) -> dict:
     return raw
 
 
-def _without_nones(raw: dict) -> dict:
-    """A validated config keeps `None` for "the default" (e.g. validation_size), which `validate`
-    itself refuses: drop those keys so that validating again gives the same config."""
-    return {k: _without_nones(v) if isinstance(v, dict) and k != "model_options" else v
-            for k, v in raw.items() if v is not None}
-
-
 def checkpoint_config(checkpoint: dict, path: Path) -> dict:
     """The validated training config of a checkpoint (its own, or the original defaults)."""
-    raw = copy.deepcopy(checkpoint["config"]) if isinstance(checkpoint.get("config"), dict) else _original_config(checkpoint)
-    raw = _without_nones(raw)
+    if isinstance(checkpoint.get("config"), dict):
+        raw = copy.deepcopy(checkpoint["config"])
+    else:
+        raw = _original_config(checkpoint)
     try:
         config = validate(raw, datasets.list_datasets())
     except ConfigError as error:
@@ -139,8 +133,8 @@ def restore_run(path: str | Path, dataset_dir: str | None = None, batch_size_tes
         raise CheckpointError(f"checkpoint '{path}' is inconsistent: num_classes / mem_examples differ from its config")
     seed = checkpoint["seed"] if isinstance(checkpoint.get("seed"), int) else seed_from_name(path)
     run = checkpoint["run"] if isinstance(checkpoint.get("run"), int) else None
-    if run is None and RUN_NAME.match(path.name):
-        run = int(RUN_NAME.match(path.name).group(1))
+    if run is None and RUN_FILE.match(path.name):
+        run = int(RUN_FILE.match(path.name).group(1))
     try:
         model = architectures.get_model(settings.model, settings.num_classes, settings.modality,
                                         **config["model_options"])
@@ -157,8 +151,6 @@ def restore_run(path: str | Path, dataset_dir: str | None = None, batch_size_tes
 
 def folder_runs(folder: str | Path, note=print) -> list[tuple[int, Path]]:
     """The `<N>.pt` run files of a folder in numeric order; other `.pt` files are skipped with a note."""
-    from .checkpoints import run_files
-
     runs, others = run_files(Path(folder))
     for other in others:
         note(f"note: skipping '{other}': not a run checkpoint (<N>.pt)")

@@ -1,0 +1,34 @@
+"""Figures of inputs and the memory samples the model used for them (positive weight).
+
+    python generate_memory_images.py --path_model=models/SVHN/encoder_memory/mobilenet/1000/1.pt
+
+One figure per --batch_size_test test inputs (default 3): the top row shows each input with its
+predicted class, the bottom row the grid of its positive-weight memory samples, highest weight
+first (4 per grid row). The inputs of a figure share one memory draw, taken from the run's own
+training subset with a generator seeded by the run. Figures go to
+images/mem_images/DATASET/MODALITY/MODEL/<last test index in the figure>.png (the original's names:
+2.png, 5.png, ... for 3 inputs per figure), 2*batch_size_test x 4 inches at 300 dpi.
+"""
+from __future__ import annotations
+
+from absl import app, flags
+
+from suite.cli import reject_extra_arguments, user_errors
+from suite.commands import define_common_flags, memory_images
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("path_model", None, "Checkpoint of a memory or encoder_memory model.")
+flags.DEFINE_integer("max_images", 30, "Test inputs to draw (0 = the whole test set, as the original did).")
+define_common_flags(3, "Test inputs per figure (they share one memory draw).")
+flags.mark_flag_as_required("path_model")
+
+
+@user_errors
+def main(argv: list[str]) -> None:
+    reject_extra_arguments(argv)
+    memory_images(FLAGS.path_model, FLAGS.dataset, FLAGS.modality, FLAGS.dir_dataset, FLAGS.batch_size_test,
+                  FLAGS.max_images, FLAGS.device)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,312 @@
+"""explanation_accuracy.py, generate_memory_images.py, generate_heatmaps.py and their shared pieces:
+the counting on constructed cases, top example / counterfactual, Integrated Gradients, the figures."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import datasets
+from architectures import MemoryWrapNet
+from conftest import run_script
+from suite import commands, explain, figures
+from suite.errors import UserError
+from suite.explain import ExplanationCounts, ModelExplanation, count_explanations, select_memories
+from suite.restore import restore_run
+from trained_runs import trained_runs
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, tiny_dataset_dir):
+    return trained_runs(tmp_path_factory, tiny_dataset_dir)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _assert_picture(path, size: tuple[int, int]) -> None:
+    """A PNG of `size` pixels (width, height) that is not blank."""
+    with Image.open(path) as image:
+        assert image.size == size
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+
+
+# ---- counting -----------------------------------------------------------------------------------------
+def test_counts_on_a_constructed_batch():
+    predictions = torch.tensor([0, 1, 2, 1])
+    labels = torch.tensor([0, 2, 2, 1])
+    memory_predictions = torch.tensor([0, 1, 2])
+    weights = torch.tensor([[0.7, 0.3, 0.0],  # top 0 -> class 0 = prediction: example, correct
+                            [0.5, 0.5, 0.0],  # tie -> first index 0 -> class 0 != 1: counterfactual, wrong
+                            [0.0, 0.2, 0.8],  # top 2 -> class 2 = prediction: example, correct
+                            [0.0, 0.0, 1.0]])  # top 2 -> class 2 != 1: counterfactual, correct
+    counts = count_explanations(predictions, weights, memory_predictions, labels)
+    assert counts == ExplanationCounts(total=4, explained=2, counterfactual_total=2, counterfactual_correct=1,
+                                       example_total=2, example_correct=2)
+    assert (counts.explanation_accuracy, counts.counterfactual_accuracy, counts.example_accuracy) == (50.0, 50.0, 100.0)
+    doubled = counts + counts
+    assert doubled.total == 8 and doubled.counterfactual_correct == 2
+
+
+def test_a_group_without_cases_is_n_a_not_nan():
+    counts = count_explanations(torch.tensor([1, 1]), torch.tensor([[1.0, 0.0], [0.2, 0.8]]), torch.tensor([1, 1]),
+                                torch.tensor([1, 0]))
+    assert counts.counterfactual_total == 0 and counts.counterfactual_accuracy is None
+    assert counts.explanation_accuracy == 100.0 and counts.example_accuracy == 50.0
+    model = ModelExplanation([counts, counts])
+    assert model.counterfactual_accuracy is None and model.example_accuracy == 50.0
+    summary = {"explanation": explain.mean_and_std([100.0, 90.0]), "counterfactual": explain.mean_and_std([None]),
+               "example": explain.mean_and_std([50.0, None, 70.0])}
+    assert commands.explanation_line(summary) == (
+        "Explanation accuracy (mean):95.00\t(std_dev):5.00\tcounterfactual acc mean:n/a\t"
+        "counterfactual std:n/a\texample acc mean:60.00\texample std:10.00")
+
+
+def test_count_shapes_are_checked():
+    with pytest.raises(ValueError, match="shapes do not fit"):
+        count_explanations(torch.tensor([0]), torch.ones(1, 3), torch.tensor([0, 1]), torch.tensor([0]))
+
+
+class _ConstantModel(nn.Module):
+    """Inputs (test batches of 25) are predicted `input_class`, memory samples (10) `memory_class`;
+    the weight always peaks on memory sample 0."""
+
+    uses_memory = True
+
+    def __init__(self, input_class: int, memory_class: int):
+        super().__init__()
+        self.input_class, self.memory_class = input_class, memory_class
+
+    def forward(self, x, memory, return_weights=False):
+        predicted = self.memory_class if x.shape[0] == 10 else self.input_class
+        logits = torch.nn.functional.one_hot(torch.full((x.shape[0],), predicted), 10).float()
+        weights = torch.zeros(x.shape[0], memory.shape[0])
+        weights[:, 0] = 1.0
+        return (logits, weights) if return_weights else logits
+
+
+@pytest.mark.parametrize("memory_class", [3, 4])
+def test_explain_run_gives_the_known_answer_of_a_constructed_model(runs, memory_class):
+    restored = restore_run(runs.checkpoint("memory"), device="cpu")
+    assert restored.data.test_loader.batch_size == 25 and restored.settings.mem_examples == 10
+    restored.model = _ConstantModel(3, memory_class)
+    result = explain.explain_run(restored, passes=2)
+    labels = torch.tensor([label for _, label in restored.data.test_set])
+    share_of_threes = 100.0 * float((labels == 3).float().mean())
+    if memory_class == 3:  # every top memory sample is an example
+        assert result.explanation_accuracy == 100.0 and result.counterfactual_accuracy is None
+        assert result.example_accuracy == pytest.approx(share_of_threes)
+    else:  # every top memory sample is a counterfactual
+        assert result.explanation_accuracy == 0.0 and result.example_accuracy is None
+        assert result.counterfactual_accuracy == pytest.approx(share_of_threes)
+    assert all(p.total == len(labels) for p in result.passes)
+
+
+# ---- explanation_accuracy.py ------------------------------------------------------------------------
+FINAL = re.compile(r"^Explanation accuracy \(mean\):(\S+)\t\(std_dev\):(\S+)\tcounterfactual acc mean:(\S+)\t"
+                   r"counterfactual std:(\S+)\texample acc mean:(\S+)\texample std:(\S+)$")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("modality", ["encoder_memory", "memory"])
+def test_explanation_accuracy_script(runs, tmp_path, modality):
+    folder = runs.folders[modality]
+    out = tmp_path / "expl.json"
+    result = run_script("explanation_accuracy.py", f"--path_models={folder}/", f"--modality={modality}",
+                        "--dataset=CIFAR10", f"--json={out}", "--device=cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Device:cpu" and lines[-2] == ""
+    match = FINAL.match(lines[-1])
+    assert match, lines[-1]
+    payload = json.loads(out.read_text())
+    assert payload["memory_pool"] == "subset" and [r["run"] for r in payload["runs"]] == sorted(
+        int(p.stem) for p in folder.glob("*.pt"))
+    for record in payload["runs"]:
+        assert len(record["passes"]) == 5
+        for counts in record["passes"]:
+            assert counts["total"] == 50
+            assert counts["explained"] == counts["example_total"] == 50 - counts["counterfactual_total"]
+    mean, std = explain.mean_and_std([r["explanation_accuracy"] for r in payload["runs"]])
+    assert match.group(1) == f"{mean:.2f}" and match.group(2) == f"{std:.2f}"
+    # Same numbers again in-process: every draw is seeded by the run.
+    again = explain.explain_run(restore_run(folder / "1.pt", device="cpu"), passes=5)
+    assert again.as_dict() == {k: v for k, v in payload["runs"][0].items() if k not in ("run", "checkpoint", "seed")}
+
+
+def test_full_memory_pool_draws_100_memories_from_the_whole_split(runs):
+    restored = restore_run(runs.checkpoint("encoder_memory"), device="cpu")
+    pool, size = explain.memory_pool(restored, "full")
+    assert size == 100 and len(pool) == 200 - 20  # all but the validation images
+    subset, size = explain.memory_pool(restored, "subset")
+    assert size == 10 and len(subset) == 100
+    payload = commands.explanation_accuracy(str(runs.folders["encoder_memory"]), passes=1, memory_pool="full",
+                                            device="cpu", json_path="", out=_quiet, note=_quiet)
+    assert payload["memory_pool"] == "full" and len(payload["runs"]) == 2
+
+
+@pytest.mark.slow
+def test_explanation_accuracy_refuses_std_models(runs, tmp_path):
+    result = run_script("explanation_accuracy.py", f"--path_models={runs.folders['std']}", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "holds a std model" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- top example and counterfactual -------------------------------------------------------------------
+def test_selection_orders_positive_weights_and_splits_examples_from_counterfactuals():
+    weights = torch.tensor([0.1, 0.0, 0.5, 0.2, 0.2])
+    selection = select_memories(weights, torch.tensor([1, 1, 2, 1, 3]), prediction=1)
+    assert selection.order.tolist() == [2, 3, 4, 0]  # the zero weight is dropped, ties keep index order
+    assert selection.weights.tolist() == pytest.approx([0.5, 0.2, 0.2, 0.1])
+    assert (selection.example, selection.counterfactual) == (1, 0)  # memory 3 (class 1), memory 2 (class 2)
+    only_examples = select_memories(torch.tensor([0.6, 0.4]), torch.tensor([1, 1]), prediction=1)
+    assert (only_examples.example, only_examples.counterfactual) == (0, None)
+
+
+def test_baselines_in_pixel_space():
+    spec = datasets.get_spec("CIFAR10")
+    images = torch.zeros(2, 3, 4, 4)
+    grey = datasets.undo_normalization(explain.baseline_like(images, "ones", spec), spec)
+    assert grey[0, :, 0, 0].tolist() == pytest.approx([0.6937, 0.6816, 0.6475], abs=1e-4)  # light grey
+    assert datasets.undo_normalization(explain.baseline_like(images, "white", spec), spec).min() == pytest.approx(1.0)
+    black = datasets.undo_normalization(explain.baseline_like(images, "black", spec), spec)
+    assert black.max() == pytest.approx(0.0, abs=1e-6)
+
+
+# ---- Integrated Gradients -------------------------------------------------------------------------------
+class _TinyNet(MemoryWrapNet):
+    """A smooth tiny memory model (tanh encoder and MLP) for exact IG checks."""
+
+    def __init__(self, modality: str):
+        super().__init__(modality, 3)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.feature_dim = 6
+        self.build_head()
+        self.mw.fc.activation = nn.Tanh()
+
+    def forward_encoder(self, x):
+        return torch.tanh(self.conv(x)).mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("modality", ["memory", "encoder_memory"])
+def test_integrated_gradients_completeness_with_one_step_per_forward(modality):
+    torch.manual_seed(0)
+    model = _TinyNet(modality).double().eval()
+    x, memory = 2 * torch.randn(1, 3, 8, 8, dtype=torch.double), 2 * torch.randn(1, 3, 8, 8, dtype=torch.double)
+    baselines = (torch.ones_like(x), torch.ones_like(memory))
+    with torch.no_grad():
+        target = int(model(x, memory).argmax())
+        gap = (model(x, memory)[0, target] - model(*baselines)[0, target]).item()
+    input_attr, memory_attr = explain.integrated_gradients(model, x, memory, target, baselines, 40, 1)
+    assert input_attr.shape == x.shape and memory_attr.shape == memory.shape
+    assert (input_attr.sum() + memory_attr.sum()).item() == pytest.approx(gap, rel=1e-6, abs=1e-9)
+
+
+def test_internal_batch_size_mixes_interpolation_steps_in_one_memory():
+    torch.manual_seed(0)
+    model = _TinyNet("encoder_memory").double().eval()
+    x, memory = 2 * torch.randn(1, 3, 8, 8, dtype=torch.double), 2 * torch.randn(5, 3, 8, 8, dtype=torch.double)
+    baselines = (torch.ones_like(x), torch.ones_like(memory))
+    seen = []
+    original_forward = model.forward
+
+    def spy(inputs, mem, return_weights=False):
+        seen.append((inputs.shape[0], mem.shape[0]))
+        return original_forward(inputs, mem, return_weights)
+
+    model.forward = spy
+    one = explain.integrated_gradients(model, x, memory, 0, baselines, 40, 1)
+    assert set(seen) == {(1, 5)} and len(seen) == 40
+    seen.clear()
+    two = explain.integrated_gradients(model, x, memory, 0, baselines, 40, 2)
+    assert set(seen) == {(2, 10)} and len(seen) == 20  # 2 inputs attend over both steps' memories
+    assert not torch.allclose(one[1], two[1], rtol=1e-3, atol=1e-9)
+
+
+# ---- figures ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("modality, args, names, size", [
+    ("encoder_memory", ["--max_images=3"], ["2.png"], (1800, 1200)),
+    ("memory", ["--max_images=2", "--batch_size_test=2"], ["1.png"], (1200, 1200)),
+])
+def test_memory_images_script(runs, tmp_path, modality, args, names, size):
+    result = run_script("generate_memory_images.py", f"--path_model={runs.checkpoint(modality)}", "--dataset=CIFAR10",
+                        f"--modality={modality}", "--device=cpu", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "images" / "mem_images" / "CIFAR10" / modality / "shufflenet"
+    assert sorted(p.name for p in folder.iterdir()) == names
+    for name in names:
+        _assert_picture(folder / name, size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("modality, args, names", [
+    ("encoder_memory", ["--max_images=1"], ["0.png"]),
+    ("memory", ["--max_images=1", "--baseline=white", "--internal_batch_size=1"], ["0.png"]),
+])
+def test_heatmaps_script(runs, tmp_path, modality, args, names):
+    result = run_script("generate_heatmaps.py", f"--path_model={runs.checkpoint(modality)}", "--dataset=CIFAR10",
+                        f"--modality={modality}", "--device=cpu", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "images" / "saliency" / "CIFAR10" / modality / "shufflenet"
+    assert sorted(p.name for p in folder.iterdir()) == names
+    for name in names:
+        _assert_picture(folder / name, (400, 600))
+
+
+def test_figures_are_reproducible_and_refuse_std_models(runs, tmp_path):
+    checkpoint = str(runs.checkpoint("encoder_memory"))
+    first = commands.memory_images(checkpoint, max_images=4, images_dir=tmp_path / "a", device="cpu", out=_quiet)
+    second = commands.memory_images(checkpoint, max_images=3, images_dir=tmp_path / "b", device="cpu", out=_quiet)
+    assert [p.name for p in first] == ["2.png", "3.png"] and [p.name for p in second] == ["2.png"]
+    _assert_picture(first[1], (1800, 1200))  # a partial last figure keeps the size and its last index
+    assert np.array_equal(np.asarray(Image.open(first[0])), np.asarray(Image.open(second[0])))
+    heat = commands.heatmaps(checkpoint, max_images=2, batch_size_test=2, images_dir=tmp_path, device="cpu",
+                             out=_quiet)
+    assert [p.name for p in heat] == ["1.png"]
+    _assert_picture(heat[0], (800, 600))  # two inputs side by side: (8, 6) inches
+    std = str(runs.checkpoint("std"))
+    for make in (commands.memory_images, commands.heatmaps):
+        with pytest.raises(UserError, match="holds a std model"):
+            make(std, images_dir=tmp_path, device="cpu", out=_quiet)
+
+
+def test_figure_arguments_are_checked(runs, tmp_path):
+    checkpoint = str(runs.checkpoint("memory"))
+    with pytest.raises(UserError, match="--max_images must be 0"):
+        commands.memory_images(checkpoint, max_images=-1, images_dir=tmp_path, out=_quiet)
+    with pytest.raises(UserError, match="--baseline must be one of"):
+        commands.heatmaps(checkpoint, baseline="grey", images_dir=tmp_path, out=_quiet)
+    with pytest.raises(UserError, match="--modality=encoder_memory does not match"):
+        commands.heatmaps(checkpoint, modality="encoder_memory", images_dir=tmp_path, out=_quiet)
+    assert not (tmp_path / "saliency").exists() and not (tmp_path / "mem_images").exists()
+
+
+def test_saliency_layouts_and_an_attribution_without_positive_values(tmp_path):
+    torch.manual_seed(0)
+    image = torch.rand(3, 32, 32)
+    rows = [figures.SaliencyRow(image, torch.randn(3, 32, 32), "Input\nPredict:cat"),
+            figures.SaliencyRow(image.flip(2), -torch.rand(3, 32, 32), "Example\nw:0.50"),  # nothing positive
+            figures.SaliencyRow(image.flip(1), torch.zeros(3, 32, 32), "Counterfactual\nw:0.20")]
+    for count in (2, 3):
+        path = tmp_path / f"{count}.png"
+        path.write_bytes(figures.figure_png(figures.saliency_figure([rows[:count]])))
+        _assert_picture(path, (400, 600))
+
+
+def test_memory_figure_pixels_are_clipped_and_a_single_memory_has_no_padding(tmp_path):
+    inputs = torch.rand(2, 3, 32, 32) * 1.4 - 0.2  # outside [0, 1] on purpose
+    assert figures.to_uint8_image(inputs[0]).min() == 0 and figures.to_uint8_image(inputs[0]).max() == 255
+    assert figures.memory_grid(inputs[:1]).shape == (3, 32, 32)
+    assert figures.memory_grid(inputs).shape == (3, 36, 70)  # 2 images, 4 per row, 2-pixel padding
+    path = tmp_path / "m.png"
+    path.write_bytes(figures.figure_png(figures.memory_figure(inputs.clamp(0, 1), ["a", "b"],
+                                                              [inputs[:1].clamp(0, 1), inputs.clamp(0, 1)], 2)))
+    _assert_picture(path, (1200, 1200))
