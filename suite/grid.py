@@ -210,6 +210,8 @@ def outcome_line(task: RunTask, outcome: Outcome) -> str:
 
 
 # ---- the summary --------------------------------------------------------------------------------
+SHOWN_FAILURES = 20
+
 @dataclass
 class Summary:
     planned_done: int  # finished before this command
@@ -231,8 +233,10 @@ class Summary:
                  f"{self.planned_done + self.count(ALREADY_DONE)} already done (skipped), "
                  f"{self.count(BUSY)} skipped (being trained elsewhere), {len(self.failed)} failed | wall {wall}"]
         lines += self.notes
-        for outcome in self.failed:
+        for outcome in self.failed[:SHOWN_FAILURES]:
             lines.append(f"  failed: {outcome.label}: {outcome.message.splitlines()[0]}")
+        if len(self.failed) > SHOWN_FAILURES:
+            lines.append(f"  ... and {len(self.failed) - SHOWN_FAILURES} more failed runs")
         if self.count(BUSY):
             lines.append("  runs being trained elsewhere are left to that process; rerun the grid to check")
         if self.failed:
@@ -327,7 +331,7 @@ def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, 
     context = multiprocessing.get_context("spawn")
     slots: dict[int, _Slot] = {}
     deaths: Counter = Counter()
-    startup_failures = 0
+    startup_failures, startup_error = 0, "it exited at once"
 
     def start(index: int) -> None:
         parent_conn, child_conn = context.Pipe()
@@ -368,6 +372,7 @@ def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, 
                     else:
                         if kind == "error":
                             out(f"worker {slot.index} could not start: {payload}")
+                            startup_error = payload
                             startup_failures += 1
                             slot.closing = True
                         else:
@@ -388,7 +393,7 @@ def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, 
                         else:
                             out(f"worker {slot.index} died ({cause}) while training {task.label}; "
                                 "the run goes back to the queue and resumes from its last finished epoch")
-                            summary.notes.append(f"  worker {slot.index} died ({cause}); its run was resumed")
+                            summary.notes.append(f"  worker {slot.index} died ({cause}); its run went back to the queue")
                             queue.appendleft(task)
                     elif not slot.ready and not slot.closing:
                         out(f"worker {slot.index} exited before starting (exit code {slot.process.exitcode})")
@@ -400,8 +405,9 @@ def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, 
                 start(free.pop(0))
                 active += 1
             if queue and not slots:
-                for task in queue:
-                    record(task, Outcome(task.label, FAILED, "no worker could start"))
+                out(f"no worker could start ({startup_error}); {len(queue)} runs not trained")
+                summary.outcomes += [Outcome(task.label, FAILED, f"no worker could start: {startup_error}")
+                                     for task in queue]
                 queue.clear()
     finally:
         for slot in slots.values():  # interrupted (Ctrl-C) or a bug: stop the workers, keep finished epochs

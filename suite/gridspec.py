@@ -70,12 +70,13 @@ class Grid:
     def base_config(self, model: str) -> Path:
         return self.base_configs.get(model, self.base_configs[DEFAULT])
 
-    def cell_settings(self, cell: Cell, dataset_names: list[str] | None = None) -> TrainSettings:
-        """The validated training settings of a cell. `dataset_names` None asks the dataset registry."""
+    def cell_settings(self, cell: Cell, dataset_names: list[str] | None = None,
+                      model_names: list[str] | None = None) -> TrainSettings:
+        """The validated training settings of a cell. Names None: ask the registries (imports torch)."""
         assignments = list(self.overrides) + [f"dataset_name={cell.dataset}", f"model={cell.model}",
                                               f"train_examples={cell.train_examples}", f"runs={self.runs}"]
         try:
-            config = load_config(self.base_config(cell.model), assignments, dataset_names)
+            config = load_config(self.base_config(cell.model), assignments, dataset_names, model_names)
         except ConfigError as error:
             raise ConfigError(f"grid '{self.path}', cell {cell.label}: {error}") from None
         return TrainSettings(config, cell.modality)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +94,7 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
     expected = {}
     folder_of_config = None
     for cell in cells:
-        settings = grid.cell_settings(cell, names)
+        settings = grid.cell_settings(cell, names, list(grid.models))  # lenient names: no registry, no torch
         expected[cell] = comparable_json(settings)
         folder_of_config = folder_of_config or Path(settings.config["models_dir"])
     root = Path(models_dir) if models_dir is not None else folder_of_config
@@ -300,9 +300,9 @@ def figure_png(collected: Collected) -> bytes:
 
     grid = collected.grid
     rows, columns = len(grid.datasets), len(grid.models)
-    figure = Figure(figsize=(3.2 * columns + 0.6, 2.9 * rows + 1.3), dpi=110)
+    figure = Figure(figsize=(3.2 * columns + 0.6, 2.9 * rows + 1.0), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
+    axes = figure.subplots(rows, columns, squeeze=False)
     sizes = sorted(grid.train_examples)
     positions = {size: i for i, size in enumerate(sizes)}  # evenly spaced: sizes span 1k to 100k
     any_paper = False
@@ -350,10 +350,12 @@ def figure_png(collected: Collected) -> bytes:
     if any_paper:
         handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":",
                               label="paper (MobileNetV2 means)"))
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
-    figure.suptitle(f"Grid {grid.name}: accuracy vs. training-set size (mean ± std over runs; "
-                    "the gap between Memory Wrap and Std is the paper's claim)", fontsize=11)
-    figure.tight_layout(rect=(0, 0.06, 1, 0.95))
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    width = figure.get_size_inches()[0]
+    title = textwrap.fill(f"Grid {grid.name}: test accuracy vs. training-set size, mean ± std over runs. "
+                          "The paper's claim: Memory Wrap above Std with few training images, the gap closing "
+                          "on the full training set", width=max(40, int(width * 11)))
+    figure.suptitle(title, fontsize=11)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -371,9 +373,6 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
         path = out_dir / FILES[kind]
         try:
             atomic_write_bytes(path, data)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(path, 0o666 & ~mask)  # the temporary file's 0600 -> the usual permissions
         except OSError as error:
             raise UserError(f"cannot write '{path}': {error.strerror or error}") from None
         paths[kind] = path

@@ -1,0 +1,486 @@
+"""grid.py: grid files, the local and submitit executors, kill-and-rerun, the Slurm submission, the report.
+
+The tiny grid: DIGITS (embedded, no download), shufflenet and a tiny ViT (its own base config),
+sizes 40 and 60, the three modalities, 2 runs of 1 epoch: 24 runs of about a second each.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from suite.errors import ConfigError, UserError
+from suite.grid import dry_run_lines, make_plan
+from suite.gridspec import Cell, load_grid
+
+REPO = Path(__file__).resolve().parents[1]
+MODALITIES = ["std", "memory", "encoder_memory"]
+TINY_VIT = {"patches": 4, "depth": 1, "hidden": 32, "heads": 2, "mlp_hidden": 32}
+VARIANT_COLORS = {"std": (0x1F, 0x77, 0xB4), "memory": (0x7F, 0x7F, 0x7F), "encoder_memory": (0xD6, 0x27, 0x28)}
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def grid_env() -> dict:
+    # One thread per process: the executors then give identical numbers, and the shared cores are spared.
+    return dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+
+
+def grid_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "grid.py"), *args], cwd=cwd, env=grid_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_tiny_grid(folder: Path, name: str = "tiny", epochs: int = 1, models=("shufflenet", "vit"),
+                    sizes=(40, 60), modalities=MODALITIES, runs: int = 2, extra=()) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    quickstart = yaml.safe_load((REPO / "config" / "quickstart.yaml").read_text())
+    vit = dict(quickstart, model="vit", model_options=TINY_VIT)
+    (folder / "vit_tiny.yaml").write_text(yaml.safe_dump(vit))
+    grid = {
+        "base_config": {"default": str(REPO / "config" / "quickstart.yaml"), "vit": str(folder / "vit_tiny.yaml")},
+        "datasets": ["DIGITS"], "models": list(models), "train_examples": list(sizes),
+        "modalities": list(modalities), "runs": runs,
+        "overrides": [f"DIGITS.num_epochs={epochs}", "DIGITS.mem_examples=10", "batch_size_train=32",
+                      "batch_size_test=250", "eval_passes=1", "device=cpu", f"models_dir={folder / 'models'}", *extra],
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def read_results(models_dir: Path) -> dict[tuple[str, int], dict]:
+    """(cell folder relative to models_dir, run) -> record; asserts no run appears twice in a file."""
+    records = {}
+    for path in sorted(models_dir.rglob("results.jsonl")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        runs = [record["run"] for record in lines]
+        assert len(runs) == len(set(runs)), f"{path} holds a run twice: {runs}"
+        for record in lines:
+            records[(str(path.parent.relative_to(models_dir)), record["run"])] = record
+    return records
+
+
+def expected_keys(models=("shufflenet", "vit"), sizes=(40, 60), runs=2) -> set[tuple[str, int]]:
+    return {(f"DIGITS/{v}/{m}/{n}", r) for m in models for v in MODALITIES for n in sizes for r in range(1, runs + 1)}
+
+
+def run_lines(stdout: str) -> set[tuple[str, int]]:
+    """(cell, run) of every train.py run line the grid printed."""
+    found = set()
+    for line in stdout.splitlines():
+        if " | Run:" in line:
+            cell, rest = line.split(" | Run:", 1)
+            found.add((cell, int(rest.split(" ", 1)[0])))
+    return found
+
+
+# ---- grid files ---------------------------------------------------------------------------------
+def test_grid_file_yields_cells_and_their_settings(tmp_path):
+    grid = load_grid(write_tiny_grid(tmp_path))
+    cells = grid.cells()
+    assert len(cells) == 2 * 2 * 3 and cells[0] == Cell("DIGITS", "shufflenet", 40, "std")
+    settings = grid.cell_settings(Cell("DIGITS", "vit", 60, "memory"))
+    assert settings.model == "vit" and settings.config["model_options"] == TINY_VIT
+    assert settings.train_examples == 60 and settings.num_epochs == 1 and settings.config["runs"] == 2
+    assert settings.output_dir == tmp_path / "models" / "DIGITS" / "memory" / "vit" / "60"
+    assert grid.cell_settings(cells[0]).config["model_options"] == {}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": 1}, "unknown key 'colour'"),
+    ({"runs": 0}, "key 'runs' must be an integer of at least 1"),
+    ({"train_examples": [40, 40]}, "key 'train_examples' must be a non-empty list of distinct positive integers"),
+    ({"models": []}, "key 'models' must be a non-empty list of names"),
+    ({"overrides": ["model=resnet18"]}, "'model' is set per cell by the grid key 'models'"),
+    ({"base_config": {"vit": "x.yaml"}}, "base_config has no entry for model 'shufflenet'"),
+])
+def test_bad_grid_files_are_one_line_errors(tmp_path, change, message):
+    path = write_tiny_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text()) | change
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as error:
+        load_grid(path)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_names_and_bad_overrides_stop_before_any_work(tmp_path):
+    path = write_tiny_grid(tmp_path, models=("shufflenet", "lenet"))
+    result = grid_cli(f"--grid={path}", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"error: grid file '{path}': unknown model 'lenet' in 'models'; valid: densenet, efficientnet, googlenet, "
+        "mobilenet, resnet18, shufflenet, vit"]
+    path = write_tiny_grid(tmp_path, extra=("DIGITS.epochs=3",))
+    with pytest.raises(ConfigError, match="cell DIGITS/std/shufflenet/40: unknown config key 'DIGITS.epochs'"):
+        make_plan(load_grid(path))
+    path = write_tiny_grid(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["base_config"]["vti"] = "config/vit.yaml"  # a typo would silently train ViT with the CNN recipe
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="unknown model 'vti' in 'base_config'"):
+        make_plan(load_grid(path))
+    assert not (tmp_path / "models").exists()
+    result = grid_cli(f"--grid={path}", "reprot", cwd=tmp_path)
+    assert result.returncode == 2 and "the one subcommand is 'report'" in result.stderr
+
+
+def test_table1_grid_is_the_papers_full_grid(monkeypatch):
+    import datasets
+
+    monkeypatch.chdir(REPO)
+    grid = load_grid("config/table1.yaml")
+    assert grid.datasets == ("SVHN", "CIFAR10", "CINIC10") and grid.runs == 15
+    assert set(grid.models) == {"mobilenet", "efficientnet", "googlenet", "shufflenet", "densenet", "resnet18", "vit"}
+    assert grid.train_examples == (1000, 2000, 5000, 100000) and grid.modalities == tuple(MODALITIES)
+    assert len(grid.cells()) * grid.runs == 3 * 7 * 4 * 3 * 15
+    names = datasets.list_datasets()
+    epochs = {"SVHN": 40, "CIFAR10": 300, "CINIC10": 300}
+    for dataset in grid.datasets:
+        cnn = grid.cell_settings(Cell(dataset, "resnet18", 1000, "encoder_memory"), names)
+        assert cnn.num_epochs == epochs[dataset] and cnn.config["optimizer"]["name"] == "sgd"
+        vit = grid.cell_settings(Cell(dataset, "vit", 1000, "std"), names)
+        assert vit.config["optimizer"]["name"] == "adam" and vit.dataset["lr_schedule"] == "warmup_cosine"
+
+
+def test_workers_share_gpus_round_robin():
+    from suite.grid import worker_devices
+
+    assert worker_devices(5, ["0", "1"]) == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+    assert worker_devices(2, []) == [None, None]
+
+
+# ---- one run: busy and finished runs are skipped, under the lock -------------------------------------
+def test_execute_skips_a_locked_run_and_never_retrains_a_finished_one(tmp_path):
+    from suite.checkpoints import run_lock
+    from suite.grid import ALREADY_DONE, BUSY, TRAINED, RunTask, execute
+
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",)))
+    cell = Cell("DIGITS", "vit", 40, "encoder_memory")
+    task = RunTask(cell, grid.cell_settings(cell), 0)
+    with run_lock(task.folder, task.run):  # another process (here: this one) trains it
+        assert execute(task).status == BUSY
+    assert not (task.folder / "results.jsonl").exists()
+    first = execute(task)
+    assert first.status == TRAINED and first.record["run"] == 1
+    before = (task.folder / "results.jsonl").read_text()
+    assert execute(task).status == ALREADY_DONE
+    assert (task.folder / "results.jsonl").read_text() == before
+
+
+# ---- the local executor -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_grid(tmp_path_factory):
+    """The tiny grid run once by 2 local workers (module-scoped: the report tests reuse it)."""
+    folder = tmp_path_factory.mktemp("local_grid")
+    path = write_tiny_grid(folder)
+    started = time.perf_counter()
+    result = grid_cli(f"--grid={path}", "--workers=2", cwd=folder)
+    return folder, path, result, time.perf_counter() - started
+
+
+@pytest.mark.slow
+def test_local_executor_trains_every_run_once(local_grid):
+    folder, path, result, seconds = local_grid
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = read_results(folder / "models")
+    assert set(records) == expected_keys()
+    assert run_lines(result.stdout) == {(cell, run) for cell, run in expected_keys()}
+    assert result.stdout.count("worker 0: pid") == 1 and result.stdout.count("worker 1: pid") == 1
+    assert "Grid summary: 24 trained, 0 already done (skipped), 0 skipped (being trained elsewhere), 0 failed" \
+        in result.stdout
+    for (cell, run), record in records.items():
+        assert record["seed"] == run - 1 and record["train_examples"] == int(cell.rsplit("/", 1)[1])
+        assert (folder / "models" / cell / f"{run}.pt").is_file()
+        assert not (folder / "models" / cell / f"{run}.resume.pt").exists()
+    # Nothing left to do: a rerun trains nothing and a dry run lists every run as done.
+    again = grid_cli(f"--grid={path}", "--workers=2", cwd=folder)
+    assert again.returncode == 0 and "worker" not in again.stdout and not run_lines(again.stdout)
+    assert "0 trained, 24 already done (skipped)" in again.stdout
+    assert read_results(folder / "models") == records
+    dry = "\n".join(dry_run_lines(make_plan(load_grid(path))))
+    assert "24 finished, 0 to train" in dry and dry.count("  done      DIGITS/") == 24 and "to train  " not in dry
+
+
+# ---- the Slurm path through submitit's local executor -------------------------------------------
+@pytest.mark.slow
+def test_submitit_local_executor_gives_the_same_runs(tmp_path, local_grid):
+    path = write_tiny_grid(tmp_path)
+    result = grid_cli(f"--grid={path}", "--executor=submitit_local", "--gpus_per_node=0", "--timeout_min=10",
+                      "--runs_per_task=6", cwd=tmp_path, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Running 24 runs as 4 submitit local jobs" in result.stdout
+    assert "Grid summary: 24 trained, 0 already done" in result.stdout
+    records = read_results(tmp_path / "models")
+    assert set(records) == expected_keys() and run_lines(result.stdout) == expected_keys()
+    logs = list((tmp_path / "grids" / "tiny" / "submitit").glob("*_log.out"))
+    assert len(logs) == 4 and sum(log.read_text().count(" | Run:") for log in logs) == 24
+    # Same training code, same seeds, one thread each: the same numbers as the local executor.
+    local = read_results(local_grid[0] / "models")
+    assert {key: r["accuracy"] for key, r in records.items()} == {key: r["accuracy"] for key, r in local.items()}
+    assert {key: r["loss"] for key, r in records.items()} == pytest.approx({key: r["loss"] for key, r in local.items()})
+
+
+def test_slurm_submission_reaches_sbatch_with_the_resource_flags(tmp_path):
+    """A fake sbatch/srun records what the Slurm path submits: arrays of at most --max_array_size tasks."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {tmp_path}/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > {tmp_path}/count\n"
+        f'cat "$@" > {tmp_path}/sbatch_$n.sh\n'
+        "echo \"Submitted batch job $((4240+n))\"\n")
+    for tool in ("srun", "sbatch"):
+        (bin_dir / tool).chmod(0o755)
+    path = write_tiny_grid(tmp_path, models=("vit",))
+    env = grid_env()
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "grid.py"), f"--grid={path}", "--executor=slurm", "--slurm_partition=gpu",
+         "--timeout_min=30", "--gpus_per_node=1", "--cpus_per_task=3", "--slurm_array_parallelism=4",
+         "--max_array_size=5", "--slurm_option=account=memwrap", "--slurm_setup=module load cuda"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Submitted 12 runs as 12 tasks in 3 job array(s) (4241, 4242, 4243)" in result.stdout
+    scripts = [(tmp_path / f"sbatch_{n}.sh").read_text() for n in (1, 2, 3)]
+    assert [s.count("#SBATCH --array=") for s in scripts] == [1, 1, 1]
+    assert "#SBATCH --array=0-4%4" in scripts[0] and "#SBATCH --array=0-1%2" in scripts[2]
+    for script in scripts:
+        for line in ("#SBATCH --partition=gpu", "#SBATCH --time=30", "#SBATCH --gpus-per-node=1",
+                     "#SBATCH --cpus-per-task=3", "#SBATCH --account=memwrap", "module load cuda"):
+            assert line in script, line
+    assert not (tmp_path / "models").exists()  # nothing trained here
+
+
+# ---- kill and rerun ---------------------------------------------------------------------------------
+def _count_records(models_dir: Path) -> int:
+    total = 0
+    for path in models_dir.rglob("results.jsonl"):
+        try:
+            total += sum(1 for line in path.read_text().splitlines() if line.strip())
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def _wait_for(condition, process: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, "the grid ended before the test could interrupt it"
+        assert time.monotonic() < deadline, "timed out waiting for the grid"
+        time.sleep(0.05)
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_killed_worker_and_killed_grid_resume_without_retraining(tmp_path):
+    path = write_tiny_grid(tmp_path)
+    models = tmp_path / "models"
+    log = tmp_path / "first.log"
+    with open(log, "w") as stdout:
+        process = subprocess.Popen([sys.executable, str(REPO / "grid.py"), f"--grid={path}", "--workers=2"],
+                                   cwd=tmp_path, env=grid_env(), stdout=stdout, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        # 1. Kill one worker in the middle of the grid: its run goes back to the queue, a new worker starts.
+        _wait_for(lambda: "[worker 0]" in log.read_text() and "[worker 1]" in log.read_text(), process)
+        worker = next(int(line.split("pid ")[1].split(",")[0]) for line in log.read_text().splitlines()
+                      if line.startswith("worker 0: pid"))
+        os.kill(worker, signal.SIGKILL)
+        _wait_for(lambda: log.read_text().count("worker 0: pid") == 2, process)
+        assert "worker 0 died (signal 9) while training DIGITS/" in log.read_text()
+        # 2. Kill the whole grid (the machine goes away): nothing half-written may remain.
+        _wait_for(lambda: _count_records(models) >= 8, process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while not _group_gone(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _group_gone(process.pid), "workers outlived the killed grid"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    before = read_results(models)
+    assert 8 <= len(before) < 24
+    checkpoints = {key: (models / key[0] / f"{key[1]}.pt").stat().st_mtime_ns for key in before}
+
+    dry = grid_cli(f"--grid={path}", "--dry_run", cwd=tmp_path)
+    assert f"{len(before)} finished, {24 - len(before)} to train" in dry.stdout
+    assert dry.stdout.count("  done      DIGITS/") == len(before)
+
+    rerun = grid_cli(f"--grid={path}", "--workers=2", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    after = read_results(models)
+    assert set(after) == expected_keys()
+    assert run_lines(rerun.stdout) == expected_keys() - set(before)  # only the missing runs were trained
+    assert {key: after[key] for key in before} == before  # finished runs untouched (timings included)
+    assert {key: (models / key[0] / f"{key[1]}.pt").stat().st_mtime_ns for key in before} == checkpoints
+    assert not list(models.rglob("*.resume.pt"))  # every interrupted run was resumed and finished
+    assert f"{24 - len(before)} trained, {len(before)} already done (skipped)" in rerun.stdout
+
+
+# ---- failures -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_failed_run_is_reported_and_the_others_finish(tmp_path):
+    path = write_tiny_grid(tmp_path, models=("vit",), sizes=(5, 40), modalities=("std", "memory"), runs=1)
+    result = grid_cli(f"--grid={path}", "--workers=1", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert ("DIGITS/memory/vit/5 run 1: FAILED: DatasetError: mem_examples (10) is larger than the training "
+            "subset (5 images)") in result.stdout
+    assert "Grid summary: 3 trained, 0 already done (skipped), 0 skipped (being trained elsewhere), 1 failed" \
+        in result.stdout
+    assert len(read_results(tmp_path / "models")) == 3
+    # Results of other settings in the same folders are refused, not mixed in.
+    with pytest.raises(UserError, match=r"trained with other settings \(differs in: eval_passes\)"):
+        make_plan(load_grid(path, ["eval_passes=2"]))
+
+
+# ---- the report ---------------------------------------------------------------------------------
+def _png_pixels(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return matplotlib.image.imread(str(path))[..., :3]
+
+
+def _has_colour(pixels: np.ndarray, rgb: tuple[int, int, int]) -> bool:
+    return bool((np.abs(pixels - np.array(rgb) / 255.0).max(axis=-1) < 0.02).sum() >= 20)
+
+
+@pytest.mark.slow
+def test_report_numbers_are_the_results_computed_by_hand(local_grid):
+    folder, path, result, _ = local_grid
+    assert result.returncode == 0
+    report = grid_cli("report", f"--grid={path}", f"--out={folder / 'report'}", cwd=folder, timeout=120)
+    assert report.returncode == 0, report.stderr[-2000:]
+    rows = list(csv.DictReader((folder / "report" / "table1.csv").open()))
+    markdown = (folder / "report" / "table1.md").read_text()
+    assert len(rows) == 12 and report.stdout.startswith(markdown)
+    for row in rows:
+        lines = (folder / "models" / "DIGITS" / row["modality"] / row["model"] / row["train_examples"]
+                 / "results.jsonl").read_text().splitlines()
+        accuracies = [json.loads(line)["accuracy"] for line in lines]
+        mean = sum(accuracies) / len(accuracies)
+        std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies))  # population std
+        assert (int(row["n"]), int(row["runs"])) == (2, 2)
+        assert float(row["mean"]) == pytest.approx(mean, abs=1e-4)
+        assert float(row["std"]) == pytest.approx(std, abs=1e-4)
+        assert f"{mean:.2f} ± {std:.2f}" in markdown
+    latex = (folder / "report" / "table1.tex").read_text()
+    assert "\\begin{tabular}{llcc}" in latex and "ShuffleNetV2 & Std &" in latex and "ViT & Std &" in latex
+    pixels = _png_pixels(folder / "report" / "accuracy_vs_size.png")
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+    assert (pixels.min(axis=-1) < 0.5).mean() > 0.01  # not blank: text, axes and lines
+    assert all(_has_colour(pixels, rgb) for rgb in VARIANT_COLORS.values())  # one line per variant
+
+
+def _fake_record(settings: dict, cell: Cell, run: int, accuracy: float, subset: int) -> dict:
+    return {"run": run, "seed": run - 1, "accuracy": accuracy, "loss": 1.0, "dataset": cell.dataset,
+            "model": cell.model, "modality": cell.modality, "train_examples": cell.train_examples,
+            "train_subset_size": subset, "settings": settings}
+
+
+def _write_records(models: Path, records: list[dict]) -> None:
+    for record in records:
+        folder = models / record["dataset"] / record["modality"] / record["model"] / str(record["train_examples"])
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "results.jsonl", "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+
+
+@pytest.fixture
+def paper_grid(tmp_path):
+    """Table 1's layout for SVHN and CIFAR10 with hand-made results (no training): complete, partial,
+    missing and foreign cells, a run beyond the grid and a record of other settings."""
+    from suite.gridspec import comparable_json
+
+    grid_file = tmp_path / "paper.yaml"
+    grid_file.write_text(yaml.safe_dump({
+        "base_config": str(REPO / "config" / "train.yaml"), "datasets": ["SVHN", "CIFAR10"],
+        "models": ["mobilenet", "shufflenet"], "train_examples": [1000, 100000], "modalities": MODALITIES,
+        "runs": 3, "overrides": [f"models_dir={tmp_path / 'models'}"]}))
+    grid = load_grid(grid_file)
+    names = ["SVHN", "CIFAR10", "CINIC10", "DIGITS"]
+
+    def settings(cell: Cell) -> dict:
+        return comparable_json(grid.cell_settings(cell, names))
+
+    std, wrap, full = (Cell("SVHN", "mobilenet", 1000, "std"), Cell("SVHN", "mobilenet", 1000, "encoder_memory"),
+                       Cell("SVHN", "mobilenet", 100000, "std"))
+    shuffle = Cell("SVHN", "shufflenet", 1000, "std")
+    other = settings(shuffle) | {"SVHN": settings(shuffle)["SVHN"] | {"num_epochs": 1}}
+    records = [_fake_record(settings(std), std, r, a, 1000) for r, a in ((1, 40.0), (2, 41.0), (3, 45.0))]
+    records += [_fake_record(settings(std), std, 4, 99.0, 1000)]  # run 4 of a 3-run grid: left out
+    records += [_fake_record(settings(wrap), wrap, r, a, 1000) for r, a in ((1, 60.0), (2, 70.0))]  # 2 of 3
+    records += [_fake_record(settings(full), full, 1, 95.0, 67257)]
+    records += [_fake_record(other, shuffle, 1, 50.0, 1000)]  # other settings: left out
+    records += [_fake_record(settings(std) | {"dataset_name": "DIGITS"}, Cell("DIGITS", "mobilenet", 40, "std"),
+                             1, 12.0, 40)]  # a cell outside the grid
+    _write_records(tmp_path / "models", records)
+    return grid, tmp_path
+
+
+def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
+    from suite.report import write_report
+
+    grid, folder = paper_grid
+    collected, paths = write_report(grid, folder / "report")
+    markdown = paths["markdown"].read_text()
+    # Complete cell with the paper's number beside it; a partial cell shows n=2/3 and is the best variant.
+    assert ("| MobileNetV2 | Std | 42.00 ± 2.16 (n=3); paper 42.71, Δ −0.71 | 95.00 ± 0.00 (n=1/3); paper 95.95, "
+            "Δ −0.95 |") in markdown
+    assert "| MobileNetV2 | Memory Wrap | **65.00 ± 5.00** (n=2/3); paper 66.93, Δ −1.93 | missing; paper 95.63 |" \
+        in markdown
+    assert "| MobileNetV2 | Only Memory | missing | missing |" in markdown
+    assert "| ShuffleNetV2 | Std | missing | missing |" in markdown
+    assert "| Encoder | Variant | 1000 | full (67257) |" in markdown
+    assert "SVHN/std/shufflenet/1000: 1 record(s) left out, trained with other settings (differ in: SVHN)" in markdown
+    assert "1 record(s) under" in markdown and "belong to cells outside this grid" in markdown
+    assert "1 record(s) of runs above the grid's 3 runs per cell left out" in markdown
+    assert "1 of 24 cells complete, 21 missing" in markdown
+
+    rows = {(r["dataset"], r["model"], r["modality"], r["train_examples"]): r
+            for r in csv.DictReader(paths["csv"].open())}
+    assert len(rows) == 24
+    row = rows[("SVHN", "mobilenet", "std", "1000")]
+    assert (row["n"], row["mean"], row["std"], row["best"], row["paper_mean"], row["difference"]) == \
+        ("3", "42.0000", f"{math.sqrt(14 / 3):.4f}", "0", "42.7100", "-0.7100")
+    assert rows[("SVHN", "mobilenet", "encoder_memory", "1000")]["best"] == "1"
+    missing = rows[("CIFAR10", "shufflenet", "memory", "100000")]
+    assert (missing["n"], missing["mean"], missing["std"], missing["best"]) == ("0", "", "", "0")
+    assert rows[("CIFAR10", "mobilenet", "std", "1000")]["paper_mean"] == "38.5700"
+
+    latex = paths["latex"].read_text()
+    assert "MobileNetV2 & Std & $42.00 \\pm 2.16$ {\\scriptsize $n{=}3$} {\\scriptsize (paper 42.71, $-0.71$)}" in latex
+    assert "& Memory Wrap & $\\mathbf{65.00 \\pm 5.00}$" in latex and "ShuffleNetV2 & Std & -- & --" in latex
+
+    pixels = _png_pixels(paths["figure"])
+    assert (pixels.min(axis=-1) < 0.5).mean() > 0.01
+    assert _has_colour(pixels, VARIANT_COLORS["std"]) and _has_colour(pixels, VARIANT_COLORS["encoder_memory"])
+
+
+def test_report_does_not_import_torch(paper_grid):
+    grid, folder = paper_grid
+    code = ("import sys; from suite.gridspec import load_grid; from suite.report import write_report; "
+            f"write_report(load_grid({str(grid.path)!r}), {str(folder / 'out')!r}); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code], env=grid_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (folder / "out" / "accuracy_vs_size.png").is_file()
