@@ -51,6 +51,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_output(path: str | Path, data: bytes) -> Path:
+    """Atomic write of a result file (JSON, table, figure); a file system error is a one-line UserError."""
+    path = Path(path)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as error:
+        raise UserError(f"cannot write '{path}': {error.strerror or error}") from None
+    return path
+
+
 def atomic_torch_save(obj: object, path: Path) -> None:
     import torch  # imported here so that reading results.jsonl (the grid report) does not load torch
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from datasets import MemorySampler, undo_normalization
-from .checkpoints import atomic_write_bytes
+from .checkpoints import write_output
 from .errors import UserError
 from .evaluation import evaluate
 from .progress import track
@@ -31,18 +31,8 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-def write_shared_file(path: str | Path, data: bytes) -> Path:
-    """Atomic write; a file system error becomes a one-line UserError."""
-    path = Path(path)
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as error:
-        raise UserError(f"cannot write '{path}': {error.strerror or error}") from None
-    return path
-
-
 def write_json(path: str | Path, payload: dict) -> Path:
-    return write_shared_file(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    return write_output(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _device(name: str) -> torch.device:
@@ -245,7 +235,7 @@ def memory_images(path: str, dataset: str | None = None, modality: str | None = 
             figure = memory_figure(undo_normalization(images, spec, normalization).cpu(), titles, used,
                                    data.test_loader.batch_size)
             target = folder / f"{done + len(images) - 1}.png"
-            write_shared_file(target, figure_png(figure))
+            write_output(target, figure_png(figure))
             written.append(target)
             done += len(images)
             if done >= limit:
@@ -292,7 +282,7 @@ def heatmaps(path: str, dataset: str | None = None, modality: str | None = None,
                                             f"{name}\nw:{float(selection.weights[position]):.2f}"))
             blocks.append(rows)
         target = folder / f"{explained[-1].index}.png"
-        write_shared_file(target, figure_png(saliency_figure(blocks)))
+        write_output(target, figure_png(saliency_figure(blocks)))
         written.append(target)
 
     done = explain_inputs(restored, max_images, baseline, n_steps, internal_batch_size, save)

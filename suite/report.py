@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import RESULTS_FILE, RunLog, atomic_write_bytes
+from .checkpoints import RESULTS_FILE, RunLog, write_output
 from .errors import UserError
 from .gridspec import Cell, Grid, comparable_json, settings_difference
 from .paper_numbers import paper_accuracy
@@ -370,10 +370,5 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
                 "latex": latex(collected).encode(), "figure": figure_png(collected)}
     paths = {}
     for kind, data in contents.items():
-        path = out_dir / FILES[kind]
-        try:
-            atomic_write_bytes(path, data)
-        except OSError as error:
-            raise UserError(f"cannot write '{path}': {error.strerror or error}") from None
-        paths[kind] = path
+        paths[kind] = write_output(out_dir / FILES[kind], data)
     return collected, paths
