@@ -6,6 +6,7 @@ The file keeps the original `config/train.yaml` layout (a section per dataset, s
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,3 +265,12 @@ class TrainSettings:
         """The settings that change numbers: resuming requires them unchanged (not `runs`, paths, workers)."""
         ignored = {"runs", "save", "models_dir", "dataset_dir", "download", "device"}
         return {k: v for k, v in self.config.items() if k not in ignored} | {"modality": self.modality}
+
+    def comparable_json(self) -> dict:
+        """`comparable()` as it reads back from results.jsonl or a resume file (tuples become lists)."""
+        return json.loads(json.dumps(self.comparable()))
+
+
+def settings_difference(saved: dict, current: dict) -> list[str]:
+    """Names of the comparable settings that differ between a recorded run and the current config."""
+    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Callable
 
 from .checkpoints import RunLog
-from .config import TrainSettings
+from .config import TrainSettings, settings_difference
 from .errors import ConfigError, UserError
-from .gridspec import DEFAULT, Cell, Grid, comparable_json, settings_difference
+from .gridspec import DEFAULT, Cell, Grid
 
 Printer = Callable[[str], None]
 REPO = Path(__file__).resolve().parents[1]
@@ -102,7 +102,7 @@ def make_plan(grid: Grid) -> Plan:
         settings = grid.cell_settings(cell, names)
         log = RunLog(settings.output_dir)
         finished = log.finished()
-        current = comparable_json(settings)
+        current = settings.comparable_json()
         for run, record in sorted(finished.items()):
             if run <= grid.runs and record.get("settings") != current:
                 changed = settings_difference(record.get("settings") or {}, current)

@@ -173,13 +173,3 @@ def load_grid(path: str | Path, extra_overrides: list[str] | tuple[str, ...] = (
     return Grid(path=path, base_configs={k: Path(v) for k, v in base.items()}, datasets=_names(path, raw, "datasets"),
                 models=models, train_examples=tuple(sizes),
                 modalities=_names(path, raw, "modalities"), runs=runs, overrides=overrides)
-
-
-def comparable_json(settings: TrainSettings) -> dict:
-    """`settings.comparable()` as it reads back from results.jsonl (tuples become lists, etc.)."""
-    return json.loads(json.dumps(settings.comparable()))
-
-
-def settings_difference(saved: dict, current: dict) -> list[str]:
-    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoints import RESULTS_FILE, RunLog, write_output
+from .config import settings_difference
 from .errors import UserError
-from .gridspec import Cell, Grid, comparable_json, settings_difference
+from .gridspec import Cell, Grid
 from .paper_numbers import paper_accuracy
 
 VARIANTS = {"std": "Std", "memory": "Only Memory", "encoder_memory": "Memory Wrap"}
@@ -95,7 +96,7 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
     folder_of_config = None
     for cell in cells:
         settings = grid.cell_settings(cell, names, list(grid.models))  # lenient names: no registry, no torch
-        expected[cell] = comparable_json(settings)
+        expected[cell] = settings.comparable_json()
         folder_of_config = folder_of_config or Path(settings.config["models_dir"])
     root = Path(models_dir) if models_dir is not None else folder_of_config
     found: dict[Cell, dict[int, dict]] = defaultdict(dict)

@@ -23,7 +23,7 @@ import architectures
 import datasets
 from datasets import RunData
 from .checkpoints import RunFinished, RunLog, atomic_torch_save, load_torch_file, run_lock
-from .config import TrainSettings
+from .config import TrainSettings, settings_difference
 from .errors import CheckpointError, ConfigError, TrainingDiverged
 from .evaluation import Evaluation, evaluate
 from .progress import track
@@ -154,9 +154,8 @@ def indices_digest(indices: list[int]) -> str:
 
 
 def _check_same_settings(saved: dict, settings: TrainSettings, where: Path) -> None:
-    current = json.loads(json.dumps(settings.comparable()))
-    if saved != current:
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    changed = settings_difference(saved, settings.comparable_json())
+    if changed:
         raise CheckpointError(f"'{where}' was written with other settings (differs in: {', '.join(changed)}); "
                               "use another models_dir or --overwrite")
 
@@ -219,7 +218,7 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": global_rng_state(),
                 "train_loader_generator": data.train_loader.generator.get_state(),
                 "memory": data.memory.state_dict() if data.memory is not None else {},
-                "settings": json.loads(json.dumps(settings.comparable())),
+                "settings": settings.comparable_json(),
                 "train_seconds": trained_seconds + time.perf_counter() - started,
             }, state_file)
             if on_epoch_end is not None:
@@ -236,7 +235,7 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
             "model": settings.model, "modality": settings.modality, "dataset": settings.dataset_name,
             "train_examples": settings.train_examples, "train_subset_size": len(data.train_set),
             "train_indices_sha256": indices_digest(data.train_set.indices),
-            "settings": json.loads(json.dumps(settings.comparable())), "config": settings.config,
+            "settings": settings.comparable_json(), "config": settings.config,
         }
         if settings.config["save"]:
             atomic_torch_save({

@@ -409,7 +409,6 @@ def _write_records(models: Path, records: list[dict]) -> None:
 def paper_grid(tmp_path):
     """Table 1's layout for SVHN and CIFAR10 with hand-made results (no training): complete, partial,
     missing and foreign cells, a run beyond the grid and a record of other settings."""
-    from suite.gridspec import comparable_json
 
     grid_file = tmp_path / "paper.yaml"
     grid_file.write_text(yaml.safe_dump({
@@ -420,7 +419,7 @@ def paper_grid(tmp_path):
     names = ["SVHN", "CIFAR10", "CINIC10", "DIGITS"]
 
     def settings(cell: Cell) -> dict:
-        return comparable_json(grid.cell_settings(cell, names))
+        return grid.cell_settings(cell, names).comparable_json()
 
     std, wrap, full = (Cell("SVHN", "mobilenet", 1000, "std"), Cell("SVHN", "mobilenet", 1000, "encoder_memory"),
                        Cell("SVHN", "mobilenet", 100000, "std"))
