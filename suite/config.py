@@ -195,6 +195,18 @@ def apply_override(raw: dict, assignment: str, dataset_names: list[str]) -> None
     node[parts[-1]] = value
 
 
+def read_yaml_file(path: Path, kind: str) -> Any:
+    """Parse a YAML file; a missing, unreadable or malformed file is a one-line ConfigError."""
+    try:
+        return parse_yaml(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{kind} file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {kind} file '{path}': {error}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{kind} file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path, overrides: list[str] = (), dataset_names: list[str] | None = None,
                 model_names: list[str] | None = None) -> dict:
     """Read, override and validate a training config (None: the registries' names, importing torch)."""
@@ -203,14 +215,7 @@ def load_config(path: str | Path, overrides: list[str] = (), dataset_names: list
 
         dataset_names = datasets.list_datasets()
     path = Path(path)
-    try:
-        raw = parse_yaml(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read config file '{path}': {error}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    raw = read_yaml_file(path, "config")
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .config import TOP_LEVEL, TrainSettings, load_config, parse_yaml
+from .config import TOP_LEVEL, TrainSettings, load_config, parse_yaml, read_yaml_file
 from .errors import ConfigError
 
 GRID_KEYS = ("base_config", "datasets", "models", "train_examples", "modalities", "runs", "overrides")
@@ -134,14 +134,7 @@ def check_overrides(path: Path | str, overrides: tuple[str, ...] | list[str]) ->
 def load_grid(path: str | Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> Grid:
     """Read and check a grid file (not the cells' configs: see `Grid.cell_settings`)."""
     path = Path(path)
-    try:
-        raw = parse_yaml(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"grid file '{path}' not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read grid file '{path}': {error}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"grid file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    raw = read_yaml_file(path, "grid")
     if not isinstance(raw, dict):
         raise ConfigError(f"grid file '{path}' must hold a mapping with the keys {', '.join(GRID_KEYS)}")
     unknown = sorted(set(raw) - set(GRID_KEYS))
