@@ -1,10 +1,23 @@
-"""Encoders of the Memory Wrap suite, each available as std, memory (baseline) and encoder_memory."""
-from . import densenet, efficientnet, googlenet, mobilenet, resnet, shufflenet, vit  # noqa: F401  (registration)
-from .base import MODALITIES, MemoryWrapNet
-from .memory import MLP, EncoderMemoryWrapLayer, Identity, MemoryWrapLayer
-from .registry import get_model, list_models, register_model
+"""Encoders of the Memory Wrap suite, each available with every registered head (modality).
+
+Every module of this package is imported here, so that an encoder or a head registers itself
+where it is defined: adding one is adding one file.
+"""
+import importlib as _importlib
+import pkgutil as _pkgutil
+
+for _module in _pkgutil.iter_modules(__path__):
+    _importlib.import_module(f"{__name__}.{_module.name}")
+
+from .base import MemoryWrapNet  # noqa: E402
+from .memory import MLP, EncoderMemoryWrapLayer, MemoryWrapLayer  # noqa: E402
+from .registry import (  # noqa: E402
+    PAPER_MODALITIES, get_head_class, get_model, list_modalities, list_models, register_head, register_model,
+)
+
+MODALITIES = tuple(list_modalities())
 
 __all__ = [
-    "MODALITIES", "MemoryWrapNet", "MLP", "Identity", "MemoryWrapLayer", "EncoderMemoryWrapLayer",
-    "get_model", "list_models", "register_model",
+    "MODALITIES", "PAPER_MODALITIES", "MemoryWrapNet", "MLP", "MemoryWrapLayer", "EncoderMemoryWrapLayer",
+    "get_head_class", "get_model", "list_modalities", "list_models", "register_head", "register_model",
 ]

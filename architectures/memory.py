@@ -10,14 +10,9 @@ import torch
 from entmax import sparsemax
 from torch import Tensor, nn
 
+from .registry import register_head
+
 NORM_EPSILON = 1e-6  # added inside the square root, as in memorywrap 1.0.6
-
-
-class Identity(nn.Module):
-    """Pass-through module, for replacing the last layer of an existing classifier."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x
 
 
 class MLP(nn.Module):
@@ -38,16 +33,21 @@ def content_weights(encoder_output: Tensor, memory: Tensor) -> Tensor:
     input_norm = torch.sqrt(torch.sum(encoder_output**2, dim=1, keepdim=True) + NORM_EPSILON)
     memory_norm = torch.sqrt(torch.sum(memory**2, dim=1, keepdim=True) + NORM_EPSILON)
     similarity = torch.matmul(encoder_output / input_norm, (memory / memory_norm).t())
-    if not torch.isfinite(similarity).all():
-        # sparsemax would fail with an index error (a device-side assert on CUDA) on NaN rows.
-        raise FloatingPointError("the encodings hold inf or NaN values (has training diverged?)")
+    # sparsemax fails with an index error (a device-side assert on CUDA) on NaN rows. Checking here
+    # would synchronise with the host at every step; instead non-finite similarities (diverged
+    # encodings only) are replaced, the NaN still reaches the logits and the loss, and training
+    # stops at the end of the epoch.
+    similarity = torch.nan_to_num(similarity, nan=0.0, posinf=1.0, neginf=-1.0)
     return sparsemax(similarity, dim=1)
 
 
 class _MemoryLayer(nn.Module):
-    """Shared attention; subclasses choose what the MLP sees."""
+    """Shared attention; subclasses choose what the MLP sees. Stored as `mw`, as in the original."""
 
     input_multiplier: int
+    attribute = "mw"
+    uses_memory = True
+    uses_memory_labels = False
 
     def __init__(self, encoder_output_dim: int, output_dim: int, mlp_activation: nn.Module | None = None):
         super().__init__()
@@ -60,12 +60,14 @@ class _MemoryLayer(nn.Module):
     def forward(
         self, encoder_output: Tensor, memory_set: Tensor, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
+        """memorywrap's signature: (encoder output [B, d], encoded memory [m, d], return_weights)."""
         weights = content_weights(encoder_output, memory_set)
         memory_vector = torch.matmul(weights, memory_set)  # un-normalised memory encodings
         logits = self.fc(self.classifier_input(encoder_output, memory_vector))
         return (logits, weights) if return_weights else logits
 
 
+@register_head("memory")
 class MemoryWrapLayer(_MemoryLayer):
     """Baseline (modality `memory`): the MLP sees only the weighted memory vector (d -> 2d -> C)."""
 
@@ -75,6 +77,7 @@ class MemoryWrapLayer(_MemoryLayer):
         return memory_vector
 
 
+@register_head("encoder_memory")
 class EncoderMemoryWrapLayer(_MemoryLayer):
     """Full Memory Wrap (modality `encoder_memory`): the MLP sees [input encoding, memory vector]."""
 

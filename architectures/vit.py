@@ -111,7 +111,12 @@ class ViT(MemoryWrapNet):
         else:
             self.fc = nn.Sequential(nn.LayerNorm(self.feature_dim), nn.Linear(self.feature_dim, self.num_classes))
 
-    def classify(self, features: Tensor) -> Tensor:
+    def classify(self, features: Tensor, memory_features: Tensor | None = None, memory_labels: Tensor | None = None,
+                 return_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        if self.uses_memory:
+            return super().classify(features, memory_features, memory_labels, return_weights)
+        if memory_features is not None:
+            raise ValueError("a std model takes no memory set")
         return self.fc(features)
 
     def to_tokens(self, x: Tensor) -> Tensor:

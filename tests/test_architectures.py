@@ -13,8 +13,11 @@ from architectures import MODALITIES, densenet, efficientnet, get_model, list_mo
 from architectures.vit import MultiHeadSelfAttention
 
 FIXTURE = json.loads((Path(__file__).parent / "data" / "reference_state_dicts.json").read_text())
+# The fixture's own entries: encoders added later have no "original" to compare with.
+FIXTURE_PAIRS = [tuple(key.split("/")) for key in FIXTURE]
+# Every registered encoder with every registered head: shape, training and init checks.
 PAIRS = [(name, modality) for name in list_models() for modality in MODALITIES]
-FEATURE_DIMS = {  # REFERENCE.md 1.8
+PAPER_FEATURE_DIMS = {  # docs/protocol.md, encoders: the pooled feature size of each original encoder
     "resnet18": 512, "mobilenet": 1280, "efficientnet": 320, "shufflenet": 1024,
     "densenet": 384, "googlenet": 1024, "vit": 384,
 }
@@ -32,19 +35,20 @@ def state_dict_layout(model: nn.Module) -> list[list]:
     ]
 
 
-def test_fixture_covers_exactly_the_registered_pairs() -> None:
-    assert {f"{name}/{modality}" for name, modality in PAIRS} == set(FIXTURE)
-    assert set(list_models()) == set(FEATURE_DIMS)
+def test_every_fixture_entry_is_registered() -> None:
+    assert {name for name, _ in FIXTURE_PAIRS} == set(PAPER_FEATURE_DIMS) <= set(list_models())
+    assert {modality for _, modality in FIXTURE_PAIRS} <= set(MODALITIES)
+    assert len(FIXTURE_PAIRS) == 21
 
 
-@pytest.mark.parametrize("name,modality", PAIRS)
+@pytest.mark.parametrize("name,modality", FIXTURE_PAIRS)
 def test_state_dict_layout_matches_original(name: str, modality: str) -> None:
     model = get_model(name, 10, modality)
     reference = FIXTURE[f"{name}/{modality}"]
     assert state_dict_layout(model) == reference["state_dict"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == reference["parameters"]
-    assert model.feature_dim == FEATURE_DIMS[name]
+    assert model.feature_dim == PAPER_FEATURE_DIMS[name]
 
     dtypes = {"float32": torch.float32, "int64": torch.int64}
     zeros = {key: torch.zeros(shape, dtype=dtypes[dtype]) for key, shape, dtype in reference["state_dict"]}
@@ -60,7 +64,7 @@ def test_forward_backward(name: str, modality: str) -> None:
     batch_sizes: list[int] = []
     stem = first_encoder_layer(model)
     stem.register_forward_hook(lambda module, args, output: batch_sizes.append(args[0].shape[0]))
-    head = model.mw if model.uses_memory else (model.fc if name == "vit" else model.linear)
+    head = getattr(model, model.head_class.attribute) if model.uses_memory or name != "vit" else model.fc
     head_inputs: list[torch.Tensor] = []
     head.register_forward_pre_hook(lambda module, args: head_inputs.append(args[0]))
 
@@ -68,12 +72,13 @@ def test_forward_backward(name: str, modality: str) -> None:
         logits = model(inputs)
         assert batch_sizes == [2]
     else:
-        logits, weights = model(inputs, memory, return_weights=True)
+        labels = torch.tensor([0, 1, 2]) if model.uses_memory_labels else None
+        logits, weights = model(inputs, memory, return_weights=True, memory_labels=labels)
         assert batch_sizes == [2, 3]  # inputs and memory: two separate encoder passes, inputs first
         assert weights.shape == (2, 3)
         assert torch.all(weights >= 0)
         torch.testing.assert_close(weights.sum(dim=1), torch.ones(2))
-    assert head_inputs[0].shape == (2, FEATURE_DIMS[name])
+    assert head_inputs[0].shape == (2, model.feature_dim)
     assert logits.shape == (2, NUM_CLASSES)
     assert torch.isfinite(logits).all()
 
@@ -82,7 +87,7 @@ def test_forward_backward(name: str, modality: str) -> None:
     assert stem.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", [name for name in list_models() if name != "vit"])
+@pytest.mark.parametrize("name", [name for name in PAPER_FEATURE_DIMS if name != "vit"])
 def test_memory_models_update_batchnorm_twice_per_forward(name: str) -> None:
     model = get_model(name, NUM_CLASSES, "encoder_memory").train()
     with torch.no_grad():
