@@ -74,6 +74,6 @@ class DenseNetCifar(MemoryWrapNet):
         return F.avg_pool2d(F.relu(self.bn(out)), 4).flatten(1)
 
 
-@register_model("densenet")
+@register_model("densenet", display_name="DenseNet")
 def densenet(modality: str, num_classes: int) -> MemoryWrapNet:
     return DenseNetCifar(modality, num_classes)

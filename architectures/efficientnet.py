@@ -101,6 +101,6 @@ class EfficientNetB0(MemoryWrapNet):
         return F.dropout(out, p=DROPOUT_RATE, training=self.training)
 
 
-@register_model("efficientnet")
+@register_model("efficientnet", display_name="EfficientNetB0")
 def efficientnet(modality: str, num_classes: int) -> MemoryWrapNet:
     return EfficientNetB0(modality, num_classes)

@@ -63,6 +63,6 @@ class GoogLeNet(MemoryWrapNet):
         return self.avgpool(out).flatten(1)
 
 
-@register_model("googlenet")
+@register_model("googlenet", display_name="GoogLeNet")
 def googlenet(modality: str, num_classes: int) -> MemoryWrapNet:
     return GoogLeNet(modality, num_classes)

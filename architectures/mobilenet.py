@@ -79,6 +79,6 @@ class MobileNetV2(MemoryWrapNet):
         return F.avg_pool2d(out, 4).flatten(1)
 
 
-@register_model("mobilenet")
+@register_model("mobilenet", display_name="MobileNetV2")
 def mobilenet(modality: str, num_classes: int) -> MemoryWrapNet:
     return MobileNetV2(modality, num_classes)

@@ -19,18 +19,25 @@ class ModelFactory(Protocol):
 
 
 _MODELS: dict[str, ModelFactory] = {}
+_DISPLAY_NAMES: dict[str, str] = {}
 _HEADS: dict[str, type["nn.Module"]] = {}
 PAPER_MODALITIES = ("std", "memory", "encoder_memory")  # the conference paper's three, listed first
 
 
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+def register_model(name: str, display_name: str | None = None) -> Callable[[ModelFactory], ModelFactory]:
+    """Register an encoder factory; `display_name` is what tables and figures call it (default: name)."""
     def decorate(factory: ModelFactory) -> ModelFactory:
         if name in _MODELS:
             raise ValueError(f"model '{name}' is registered twice")
         _MODELS[name] = factory
+        _DISPLAY_NAMES[name] = display_name or name
         return factory
 
     return decorate
+
+
+def display_name(model_name: str) -> str:
+    return _DISPLAY_NAMES.get(model_name, model_name)
 
 
 def register_head(modality: str) -> Callable[[type], type]:

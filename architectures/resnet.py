@@ -72,6 +72,6 @@ class ResNet18(MemoryWrapNet):
         return F.avg_pool2d(out, 4).flatten(1)
 
 
-@register_model("resnet18")
+@register_model("resnet18", display_name="ResNet18")
 def resnet18(modality: str, num_classes: int) -> MemoryWrapNet:
     return ResNet18(modality, num_classes)

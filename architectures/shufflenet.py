@@ -92,6 +92,6 @@ class ShuffleNetV2(MemoryWrapNet):
         return F.avg_pool2d(out, 4).flatten(1)
 
 
-@register_model("shufflenet")
+@register_model("shufflenet", display_name="ShuffleNetV2")
 def shufflenet(modality: str, num_classes: int) -> MemoryWrapNet:
     return ShuffleNetV2(modality, num_classes)

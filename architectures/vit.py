@@ -133,7 +133,7 @@ class ViT(MemoryWrapNet):
         return out[:, 0] if self.pooling == "cls" else out.mean(dim=1)
 
 
-@register_model("vit")
+@register_model("vit", display_name="ViT")
 def vit(
     modality: str,
     num_classes: int,
