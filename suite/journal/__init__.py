@@ -1,0 +1,1 @@
+"""Experiments of the journal extension of Memory Wrap (beyond the conference paper)."""
