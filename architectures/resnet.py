@@ -1,4 +1,8 @@
-"""ResNet18 for 32x32 inputs (kuangliu/pytorch-cifar), with the explicit He fan-out init of the original."""
+"""ResNet18 and ResNet34 for 32x32 inputs (kuangliu/pytorch-cifar), with the explicit He fan-out init of the original.
+
+The journal registers ResNet34 under its own name; it differs from ResNet18 only in the number of
+BasicBlocks per stage, so both are one class.
+"""
 from __future__ import annotations
 
 import math
@@ -46,25 +50,28 @@ def he_fan_out_init(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-class ResNet18(MemoryWrapNet):
-    """3x3 stem without max-pool, four stages of two BasicBlocks, 4x4 average pool: 512 features."""
+class ResNet(MemoryWrapNet):
+    """3x3 stem without max-pool, four stages of BasicBlocks, 4x4 average pool: 512 features."""
 
-    def __init__(self, modality: str, num_classes: int):
+    def __init__(self, modality: str, num_classes: int, blocks_per_stage: tuple[int, int, int, int]):
         super().__init__(modality, num_classes)
         self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.layer1 = self._make_layer(64, 64, stride=1)
-        self.layer2 = self._make_layer(64, 128, stride=2)
-        self.layer3 = self._make_layer(128, 256, stride=2)
-        self.layer4 = self._make_layer(256, 512, stride=2)
+        in_planes = 64
+        for index, (planes, num_blocks) in enumerate(zip((64, 128, 256, 512), blocks_per_stage), start=1):
+            stride = 1 if index == 1 else 2
+            setattr(self, f"layer{index}", self._make_layer(in_planes, planes, stride, num_blocks))
+            in_planes = planes
         self.feature_dim = 512
         self.build_head()
         # After the head, as in the original: the init pass walks every module, head included.
         he_fan_out_init(self)
 
     @staticmethod
-    def _make_layer(in_planes: int, planes: int, stride: int) -> nn.Sequential:
-        return nn.Sequential(BasicBlock(in_planes, planes, stride), BasicBlock(planes, planes, 1))
+    def _make_layer(in_planes: int, planes: int, stride: int, num_blocks: int) -> nn.Sequential:
+        """The stage's first block changes stride and width; the others keep them."""
+        rest = [BasicBlock(planes, planes, 1) for _ in range(num_blocks - 1)]
+        return nn.Sequential(BasicBlock(in_planes, planes, stride), *rest)
 
     def forward_encoder(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -74,4 +81,9 @@ class ResNet18(MemoryWrapNet):
 
 @register_model("resnet18", display_name="ResNet18")
 def resnet18(modality: str, num_classes: int) -> MemoryWrapNet:
-    return ResNet18(modality, num_classes)
+    return ResNet(modality, num_classes, blocks_per_stage=(2, 2, 2, 2))
+
+
+@register_model("resnet34", display_name="ResNet34")
+def resnet34(modality: str, num_classes: int) -> MemoryWrapNet:
+    return ResNet(modality, num_classes, blocks_per_stage=(3, 4, 6, 3))

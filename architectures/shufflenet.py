@@ -1,4 +1,8 @@
-"""ShuffleNetV2 at net_size 0.5 (kuangliu/pytorch-cifar), the only size the original suite selects."""
+"""ShuffleNetV2 (kuangliu/pytorch-cifar) at net_size 0.5, the conference suite's size, and 1, the journal's.
+
+The sizes differ only in their stage widths, so one class takes the size; 0.5 keeps the parameter
+names and shapes of the original checkpoints.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,9 +12,10 @@ from torch import Tensor, nn
 from .base import MemoryWrapNet
 from .registry import register_model
 
-STAGE_CHANNELS = (48, 96, 192)
-STAGE_BLOCKS = (3, 7, 3)  # BasicBlocks after each stage's DownBlock
-HEAD_CHANNELS = 1024
+# net_size -> output channels of the three stages (kuangliu's table, the sizes the suites select)
+STAGE_CHANNELS = {0.5: (48, 96, 192), 1.0: (116, 232, 464)}
+STAGE_BLOCKS = (3, 7, 3)  # BasicBlocks after each stage's DownBlock, at every size
+HEAD_CHANNELS = 1024  # the 1x1 conv before pooling, at both sizes
 
 
 def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
@@ -71,12 +76,14 @@ class DownBlock(nn.Module):
 class ShuffleNetV2(MemoryWrapNet):
     """3x3 stem (no max-pool), three shuffle stages, 1x1 conv to 1024, 4x4 average pool: 1024 features."""
 
-    def __init__(self, modality: str, num_classes: int):
+    def __init__(self, modality: str, num_classes: int, net_size: float = 0.5):
         super().__init__(modality, num_classes)
+        if net_size not in STAGE_CHANNELS:
+            raise ValueError(f"unknown ShuffleNetV2 net_size {net_size}; valid sizes: {sorted(STAGE_CHANNELS)}")
         self.conv1 = nn.Conv2d(3, 24, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(24)
         in_channels = 24
-        for index, (channels, num_blocks) in enumerate(zip(STAGE_CHANNELS, STAGE_BLOCKS), start=1):
+        for index, (channels, num_blocks) in enumerate(zip(STAGE_CHANNELS[net_size], STAGE_BLOCKS), start=1):
             blocks = [DownBlock(in_channels, channels)] + [BasicBlock(channels) for _ in range(num_blocks)]
             setattr(self, f"layer{index}", nn.Sequential(*blocks))
             in_channels = channels
@@ -94,4 +101,9 @@ class ShuffleNetV2(MemoryWrapNet):
 
 @register_model("shufflenet", display_name="ShuffleNetV2")
 def shufflenet(modality: str, num_classes: int) -> MemoryWrapNet:
-    return ShuffleNetV2(modality, num_classes)
+    return ShuffleNetV2(modality, num_classes, net_size=0.5)
+
+
+@register_model("shufflenet_1x", display_name="ShuffleNetV2 1x")
+def shufflenet_1x(modality: str, num_classes: int) -> MemoryWrapNet:
+    return ShuffleNetV2(modality, num_classes, net_size=1.0)
