@@ -7,11 +7,11 @@ macOS only (as the original).
 from __future__ import annotations
 
 from architectures import get_model
-from datasets import build_run_data as get_loaders
 from suite.checkpoints import atomic_torch_save, load_checkpoint
-from suite.evaluation import eval_memory, eval_std, evaluate
+from suite.data import build_run_data as get_loaders
+from suite.evaluation import evaluate
 from suite.seeding import set_seed
 from suite.training import train_epoch, train_run
 
-__all__ = ["get_model", "get_loaders", "atomic_torch_save", "load_checkpoint", "eval_memory", "eval_std",
-           "evaluate", "set_seed", "train_epoch", "train_run"]
+__all__ = ["get_model", "get_loaders", "atomic_torch_save", "load_checkpoint", "evaluate", "set_seed",
+           "train_epoch", "train_run"]

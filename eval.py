@@ -15,11 +15,12 @@ from __future__ import annotations
 from absl import app, flags
 
 from suite.cli import reject_extra_arguments, user_errors
-from suite.commands import define_common_flags, evaluate_checkpoint
+from suite.commands import EVAL_PASSES, define_common_flags, evaluate_checkpoint
+from suite.restore import CheckpointOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("path_model", None, "Checkpoint written by train.py (or by the original suite).")
-flags.DEFINE_integer("passes", 10, "Evaluation passes of memory models (std models always get one).")
+flags.DEFINE_integer("passes", EVAL_PASSES, "Evaluation passes of memory models (std models always get one).")
 flags.DEFINE_string("json", None, "Also write the result as JSON to this file.")
 define_common_flags(None, "Test batch size; default: the training config's (500). Every batch shares one "
                           "memory draw, so this changes memory-model numbers.")
@@ -29,8 +30,7 @@ flags.mark_flag_as_required("path_model")
 @user_errors
 def main(argv: list[str]) -> None:
     reject_extra_arguments(argv)
-    evaluate_checkpoint(FLAGS.path_model, FLAGS.dataset, FLAGS.modality, FLAGS.dir_dataset, FLAGS.batch_size_test,
-                        FLAGS.passes, FLAGS.device, FLAGS.json)
+    evaluate_checkpoint(FLAGS.path_model, CheckpointOptions.from_flags(FLAGS), FLAGS.passes, FLAGS.json)
 
 
 if __name__ == "__main__":

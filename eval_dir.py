@@ -14,6 +14,7 @@ from absl import app, flags
 
 from suite.cli import reject_extra_arguments, user_errors
 from suite.commands import define_common_flags, evaluate_folder
+from suite.restore import CheckpointOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("path", None, "Folder holding the runs <N>.pt of one cell (a trailing / is optional).")
@@ -30,8 +31,7 @@ flags.mark_flag_as_required("path")
 @user_errors
 def main(argv: list[str]) -> None:
     reject_extra_arguments(argv)
-    evaluate_folder(FLAGS.path, FLAGS.dataset, FLAGS.modality, FLAGS.dir_dataset, FLAGS.batch_size_test,
-                    FLAGS.passes, FLAGS.device, FLAGS.json)
+    evaluate_folder(FLAGS.path, CheckpointOptions.from_flags(FLAGS), FLAGS.passes, FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ from __future__ import annotations
 from absl import app, flags
 
 from suite.cli import reject_extra_arguments, user_errors
-from suite.commands import define_common_flags, explanation_accuracy
+from suite.commands import EXPLANATION_PASSES, define_common_flags, explanation_accuracy
+from suite.restore import CheckpointOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("path_models", None, "Folder holding the runs <N>.pt of one memory cell (trailing / optional).")
-flags.DEFINE_integer("passes", 5, "Passes per model, each with fresh seeded memory draws.")
+flags.DEFINE_integer("passes", EXPLANATION_PASSES, "Passes per model, each with fresh seeded memory draws.")
 flags.DEFINE_enum("memory_pool", "subset", ["subset", "full"],
                   "subset: memories from the run's own training subset (mem_examples per draw); full: the "
                   "original's choice, 100 memories from the whole training split.")
@@ -32,8 +33,8 @@ flags.mark_flag_as_required("path_models")
 @user_errors
 def main(argv: list[str]) -> None:
     reject_extra_arguments(argv)
-    explanation_accuracy(FLAGS.path_models, FLAGS.dataset, FLAGS.modality, FLAGS.dir_dataset, FLAGS.batch_size_test,
-                         FLAGS.passes, FLAGS.memory_pool, FLAGS.device, FLAGS.json)
+    explanation_accuracy(FLAGS.path_models, CheckpointOptions.from_flags(FLAGS), FLAGS.passes, FLAGS.memory_pool,
+                         FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -14,20 +14,20 @@ from __future__ import annotations
 from absl import app, flags
 
 from suite.cli import reject_extra_arguments, user_errors
-from suite.commands import define_common_flags, memory_images
+from suite.commands import MEMORY_IMAGES_MAX, MEMORY_IMAGES_PER_FIGURE, define_common_flags, memory_images
+from suite.restore import CheckpointOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("path_model", None, "Checkpoint of a memory or encoder_memory model.")
-flags.DEFINE_integer("max_images", 30, "Test inputs to draw (0 = the whole test set, as the original did).")
-define_common_flags(3, "Test inputs per figure (they share one memory draw).")
+flags.DEFINE_integer("max_images", MEMORY_IMAGES_MAX, "Test inputs to draw (0 = the whole test set, as the original did).")
+define_common_flags(MEMORY_IMAGES_PER_FIGURE, "Test inputs per figure (they share one memory draw).")
 flags.mark_flag_as_required("path_model")
 
 
 @user_errors
 def main(argv: list[str]) -> None:
     reject_extra_arguments(argv)
-    memory_images(FLAGS.path_model, FLAGS.dataset, FLAGS.modality, FLAGS.dir_dataset, FLAGS.batch_size_test,
-                  FLAGS.max_images, FLAGS.device)
+    memory_images(FLAGS.path_model, CheckpointOptions.from_flags(FLAGS), FLAGS.max_images)
 
 
 if __name__ == "__main__":

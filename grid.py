@@ -90,7 +90,7 @@ def run() -> None:
         print("\n".join(runner.dry_run_lines(plan)))
         return
     if FLAGS.executor == "local" and not gpus:  # the config's device must exist here (not so for Slurm nodes)
-        from suite.training import resolve_device
+        from suite.recipe import resolve_device
 
         for device in sorted({task.settings.config["device"] for task in plan.todo}):
             resolve_device(device)

@@ -12,19 +12,24 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
-from datasets import MemorySampler, undo_normalization
 from .checkpoints import write_output
+from .data import undo_normalization
 from .errors import UserError
 from .evaluation import evaluate
 from .progress import track
-from .restore import RestoredRun, folder_runs, read_checkpoint, restore_run
-from .seeding import derive_seed, seeded_generator
-from .training import resolve_device
+from .restore import CheckpointOptions, RestoredRun, folder_runs, read_checkpoint, restore_run
+from .stats import mean_and_std
 
 Printer = Callable[[str], None]
+DEFAULTS = CheckpointOptions()
+
+# Defaults of the scripts' own flags, defined once (the flags and these functions read them here).
+EVAL_PASSES = 10  # eval.py, as the original
+EXPLANATION_PASSES = 5  # explanation_accuracy.py, as the original
+MEMORY_IMAGES_PER_FIGURE, MEMORY_IMAGES_MAX = 3, 30
+HEATMAPS_PER_FIGURE, HEATMAPS_MAX = 1, 10
 
 
 def _stderr(message: str) -> None:
@@ -33,10 +38,6 @@ def _stderr(message: str) -> None:
 
 def write_json(path: str | Path, payload: dict) -> Path:
     return write_output(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
-
-
-def _device(name: str) -> torch.device:
-    return resolve_device(name or "auto")
 
 
 def _describe(restored: RestoredRun) -> str:
@@ -50,15 +51,15 @@ def _cell(checkpoint: dict) -> tuple:
     return (checkpoint["dataset_name"], checkpoint["modality"], checkpoint["model_name"], checkpoint["train_examples"])
 
 
-def _check_folder(runs: list[tuple[int, Path]], dataset: str | None, modality: str | None,
-                  require_memory: bool = False) -> None:
+def check_folder(runs: list[tuple[int, Path]], options: CheckpointOptions, require_memory: bool = False) -> None:
     """Read every run of a folder first: wrong flags, std models or mixed cells fail before any work."""
+    from .restore import require_memory_model
+
     cells = {}
     for _, path in runs:
-        checkpoint = read_checkpoint(path, dataset, modality)
-        if require_memory and checkpoint["modality"] == "std":
-            raise UserError(f"'{path}' holds a std model, which has no memory to explain; "
-                            "explanation accuracy needs memory or encoder_memory models")
+        checkpoint = read_checkpoint(path, options)
+        if require_memory:
+            require_memory_model(checkpoint, path)
         cells.setdefault(_cell(checkpoint), path)
     if len(cells) > 1:
         (a, first), (b, second) = list(cells.items())[:2]
@@ -66,23 +67,18 @@ def _check_folder(runs: list[tuple[int, Path]], dataset: str | None, modality: s
                         f"'{second}' is {'/'.join(map(str, b))}); point it at one cell's folder")
 
 
-def _population_std(values: list[float]) -> float:
-    return float(np.std(values)) if values else float("nan")
-
-
 # ---- eval.py ------------------------------------------------------------------------------------
-def evaluate_checkpoint(path: str, dataset: str | None = None, modality: str | None = None,
-                        dataset_dir: str | None = None, batch_size_test: int | None = None, passes: int = 10,
-                        device: str = "auto", json_path: str | None = None, out: Printer = print) -> dict:
+def evaluate_checkpoint(path: str, options: CheckpointOptions = DEFAULTS, passes: int = EVAL_PASSES,
+                        json_path: str | None = None, out: Printer = print) -> dict:
     """One checkpoint: std models one pass, memory models `passes` passes (mean accuracy, last loss)."""
     if passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
-    torch_device = _device(device)
-    restored = restore_run(path, dataset_dir, batch_size_test, torch_device, dataset, modality)
+    restored = restore_run(path, options)
+    torch_device = restored.device
     out(f"Device:{torch_device}")
     out(_describe(restored))
     passes = passes if restored.model.uses_memory else 1
-    result = evaluate(restored.model, restored.data, restored.seed, passes, torch_device)
+    result = evaluate(restored.model, restored.data, passes)
     line = f"Loss:{result.loss:.4f} | Accuracy {result.accuracy:.2f}"
     out(line + (f" | Passes:{passes}" if restored.model.uses_memory else ""))
     payload = {"checkpoint": str(restored.path), "cell": restored.label, "seed": restored.seed, "run": restored.run,
@@ -95,10 +91,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, modality: str | N
 
 
 # ---- eval_dir.py --------------------------------------------------------------------------------
-def evaluate_folder(folder: str, dataset: str | None = None, modality: str | None = None,
-                    dataset_dir: str | None = None, batch_size_test: int | None = None, passes: int | None = None,
-                    device: str = "auto", json_path: str | None = None, out: Printer = print,
-                    note: Printer = _stderr) -> dict:
+def evaluate_folder(folder: str, options: CheckpointOptions = DEFAULTS, passes: int | None = None,
+                    json_path: str | None = None, out: Printer = print, note: Printer = _stderr) -> dict:
     """Every `<N>.pt` run of a folder (numeric order), then mean and population std of the accuracies.
 
     Memory models get `passes` passes; by default each run's own `eval_passes` (5 unless the training
@@ -107,23 +101,24 @@ def evaluate_folder(folder: str, dataset: str | None = None, modality: str | Non
     if passes is not None and passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
     runs = folder_runs(folder, note)
-    _check_folder(runs, dataset, modality)
-    torch_device = _device(device)
+    check_folder(runs, options)
+    torch_device = options.torch_device
     out(f"Device:{torch_device}")
     accuracies, records = [], []
     for number, path in runs:
         started = time.perf_counter()
-        restored = restore_run(path, dataset_dir, batch_size_test, torch_device, dataset, modality)
+        restored = restore_run(path, options)
         count = (passes or restored.settings.config["eval_passes"]) if restored.model.uses_memory else 1
-        result = evaluate(restored.model, restored.data, restored.seed, count, torch_device)
+        result = evaluate(restored.model, restored.data, count)
         minutes = (time.perf_counter() - started) / 60
         accuracies.append(result.accuracy)
-        out(f"Run:{number} | Accuracy {result.accuracy:.2f} | Mean Accuracy:{np.mean(accuracies):.2f} | "
-            f"Std Dev:{_population_std(accuracies):.2f} | E:{minutes:.2f}min")
+        mean, std = mean_and_std(accuracies)
+        out(f"Run:{number} | Accuracy {result.accuracy:.2f} | Mean Accuracy:{mean:.2f} | "
+            f"Std Dev:{std:.2f} | E:{minutes:.2f}min")
         records.append({"run": number, "checkpoint": str(path), "seed": restored.seed, "passes": count,
                         "accuracy": result.accuracy, "loss": result.loss,
                         "pass_accuracies": list(result.pass_accuracies)})
-    mean, std = float(np.mean(accuracies)), _population_std(accuracies)
+    mean, std = mean_and_std(accuracies)
     out(f"Mean Accuracy:{mean:.2f} | Std Dev Accuracy:{std:.2f} | Runs:{len(accuracies)}")
     payload = {"folder": str(Path(folder)), "cell": restored.label, "device": str(torch_device), "runs": records,
                "mean_accuracy": mean, "std_accuracy": std, "std_kind": "population (ddof=0)"}
@@ -143,25 +138,24 @@ def explanation_line(mean_std: dict) -> str:
             f"counterfactual std:{f(cs)}\texample acc mean:{f(xm)}\texample std:{f(xs)}")
 
 
-def explanation_accuracy(folder: str, dataset: str | None = None, modality: str | None = None,
-                         dataset_dir: str | None = None, batch_size_test: int | None = None, passes: int = 5,
-                         memory_pool: str = "subset", device: str = "auto", json_path: str | None = None,
-                         out: Printer = print, note: Printer = _stderr) -> dict:
+def explanation_accuracy(folder: str, options: CheckpointOptions = DEFAULTS, passes: int = EXPLANATION_PASSES,
+                         memory_pool: str = "subset", json_path: str | None = None, out: Printer = print,
+                         note: Printer = _stderr) -> dict:
     """Explanation accuracy (Table 5), counterfactual accuracy (Table 6) and example accuracy of every
     memory model of a folder: `passes` passes per model, then mean and population std over the models."""
-    from .explain import MEMORY_POOLS, explain_run, format_value, mean_and_std
+    from .explain import MEMORY_POOLS, explain_run, format_value
 
     if passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
     if memory_pool not in MEMORY_POOLS:
         raise UserError(f"--memory_pool must be one of {', '.join(MEMORY_POOLS)}, got '{memory_pool}'")
     runs = folder_runs(folder, note)
-    _check_folder(runs, dataset, modality, require_memory=True)
-    torch_device = _device(device)
+    check_folder(runs, options, require_memory=True)
+    torch_device = options.torch_device
     out(f"Device:{torch_device}")
     models, records = [], []
     for index, (number, path) in enumerate(runs, start=1):
-        restored = restore_run(path, dataset_dir, batch_size_test, torch_device, dataset, modality, require_memory=True)
+        restored = restore_run(path, options, require_memory=True)
         result = explain_run(restored, passes, memory_pool)
         models.append(result)
         share = sum(p.counterfactual_total for p in result.passes) / sum(p.total for p in result.passes) * 100
@@ -199,41 +193,41 @@ def figure_folder(images_dir: str | Path, kind: str, restored: RestoredRun) -> P
     return Path(images_dir) / kind / settings.dataset_name / settings.modality / settings.model
 
 
-def memory_images(path: str, dataset: str | None = None, modality: str | None = None, dataset_dir: str | None = None,
-                  batch_size_test: int = 3, max_images: int = 30, device: str = "auto",
-                  images_dir: str | Path = "images", out: Printer = print) -> list[Path]:
+def memory_images(path: str, options: CheckpointOptions = CheckpointOptions(batch_size_test=MEMORY_IMAGES_PER_FIGURE),
+                  max_images: int = MEMORY_IMAGES_MAX, images_dir: str | Path = "images",
+                  out: Printer = print) -> list[Path]:
     """One figure per `batch_size_test` test inputs: each input with its prediction, and below it the
     memory samples of positive weight in descending weight order. The inputs of a figure share one
     memory draw (as the original). Files are named after the last test index they show (2.png, 5.png...)."""
+    from .data import generator
     from .figures import figure_png, memory_figure
 
     _check_max_images(max_images)
-    torch_device = _device(device)
-    restored = restore_run(path, dataset_dir, batch_size_test, torch_device, dataset, modality, require_memory=True)
-    out(f"Device:{torch_device}")
+    restored = restore_run(path, options, require_memory=True)
+    out(f"Device:{restored.device}")
     out(_describe(restored))
     data, model, spec = restored.data, restored.model, restored.data.spec
     normalization = restored.settings.config["normalization"]
     folder = figure_folder(images_dir, "mem_images", restored)
-    sampler = MemorySampler(data.train_set, restored.settings.mem_examples,
-                            seeded_generator(restored.seed, "memory_images"))
-    limit = len(data.test_set) if max_images == 0 else min(max_images, len(data.test_set))
-    batches = -(-limit // data.test_loader.batch_size)
+    sampler = data.memory_sampler("memory_images")
+    order = generator(restored.seed, "memory_images_order", data.device) if spec.shuffle_test else None
+    limit = len(data.test) if max_images == 0 else min(max_images, len(data.test))
+    batches = -(-limit // data.batch_size_test)
     written, done = [], 0
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(derive_seed(restored.seed, "memory_images_transforms"))
-        for images, _ in track(data.test_loader, "memory images", total=batches):
-            images = images[: limit - done].to(torch_device)
-            memory = sampler.draw().to(torch_device)
-            logits, weights = model(images, memory, return_weights=True)
+    with torch.no_grad():
+        for positions in track(data.test_index_batches(order), "memory images", total=batches):
+            positions = positions[: limit - done]
+            images = data.test_inputs(positions)
+            memory, memory_labels = sampler.draw()
+            logits, weights = model(images, memory, return_weights=True, memory_labels=memory_labels)
             predictions = logits.argmax(dim=1).tolist()
             used = []
             for row in weights:
-                ordered_weights, order = torch.sort(row, descending=True, stable=True)
-                used.append(undo_normalization(memory[order[ordered_weights > 0]], spec, normalization).cpu())
+                ordered_weights, order_in_row = torch.sort(row, descending=True, stable=True)
+                used.append(undo_normalization(memory[order_in_row[ordered_weights > 0]], spec, normalization).cpu())
             titles = [f"Prediction:{spec.classes[p]}" for p in predictions]
             figure = memory_figure(undo_normalization(images, spec, normalization).cpu(), titles, used,
-                                   data.test_loader.batch_size)
+                                   data.batch_size_test)
             target = folder / f"{done + len(images) - 1}.png"
             write_output(target, figure_png(figure))
             written.append(target)
@@ -245,23 +239,32 @@ def memory_images(path: str, dataset: str | None = None, modality: str | None = 
 
 
 # ---- generate_heatmaps.py -----------------------------------------------------------------------
-def heatmaps(path: str, dataset: str | None = None, modality: str | None = None, dataset_dir: str | None = None,
-             batch_size_test: int = 1, max_images: int = 10, baseline: str = "ones", n_steps: int = 40,
-             internal_batch_size: int = 2, device: str = "auto", images_dir: str | Path = "images",
-             out: Printer = print) -> list[Path]:
-    """Integrated Gradients saliency of each input, its top explanation by example and its top
-    counterfactual (REFERENCE.md 5.2); one figure per `batch_size_test` inputs (the original: 1)."""
+def heatmaps(path: str, options: CheckpointOptions = CheckpointOptions(batch_size_test=HEATMAPS_PER_FIGURE),
+             max_images: int = HEATMAPS_MAX, baseline: str = "ones", method: str = "integrated_gradients",
+             method_options: dict | None = None, images_dir: str | Path = "images", out: Printer = print) -> list[Path]:
+    """Heat maps (attributions of the predicted logit) of each input, its top explanation by example
+    and its top counterfactual (docs/protocol.md, heat maps); one figure per `batch_size_test` inputs
+    (the original: 1). `method` is a registered attribution method (suite.attribution)."""
+    from .attribution import get_method
     from .explain import BASELINES, explain_inputs
     from .figures import SaliencyRow, figure_png, saliency_figure
 
     _check_max_images(max_images)
     if baseline not in BASELINES:
         raise UserError(f"--baseline must be one of {', '.join(BASELINES)}, got '{baseline}'")
-    if n_steps < 1 or internal_batch_size < 1:
-        raise UserError("--n_steps and --internal_batch_size must be at least 1")
-    torch_device = _device(device)
-    restored = restore_run(path, dataset_dir, batch_size_test, torch_device, dataset, modality, require_memory=True)
-    out(f"Device:{torch_device}")
+    try:
+        chosen = get_method(method)
+    except ValueError as error:
+        raise UserError(f"--method: {error}") from None
+    method_options = dict(method_options or {})
+    unknown = sorted(set(method_options) - set(chosen.options))
+    if unknown:
+        raise UserError(f"--{unknown[0]} does not apply to --method={method} (its options: "
+                        f"{', '.join(chosen.options) or 'none'})")
+    if any(isinstance(v, int) and v < 1 for v in method_options.values()):
+        raise UserError(f"{', '.join('--' + k for k in method_options)} must be at least 1")
+    restored = restore_run(path, options, require_memory=True)
+    out(f"Device:{restored.device}")
     out(_describe(restored))
     spec, normalization = restored.data.spec, restored.settings.config["normalization"]
     folder = figure_folder(images_dir, "saliency", restored)
@@ -282,27 +285,27 @@ def heatmaps(path: str, dataset: str | None = None, modality: str | None = None,
                                             f"{name}\nw:{float(selection.weights[position]):.2f}"))
             blocks.append(rows)
         target = folder / f"{explained[-1].index}.png"
-        write_output(target, figure_png(saliency_figure(blocks)))
+        write_output(target, figure_png(saliency_figure(blocks, chosen.title)))
         written.append(target)
 
-    done = explain_inputs(restored, max_images, baseline, n_steps, internal_batch_size, save)
+    done = explain_inputs(restored, max_images, baseline, save, method, **method_options)
     out(f"Saved {len(written)} figures ({done} test images) in {folder}")
     return written
 
 
 # ---- flags shared by the five scripts ------------------------------------------------------------
 def define_common_flags(batch_size_default: int | None, batch_size_help: str) -> None:
-    """--dataset, --modality, --dir_dataset, --batch_size_test and --device, as the README documents them."""
+    """--dataset, --modality, --dir_dataset, --batch_size_test and --device (see CheckpointOptions)."""
     from absl import flags
 
     import architectures
-    import datasets
+    from .datasets import list_datasets
 
-    flags.DEFINE_enum("dataset", None, datasets.list_datasets(),
+    flags.DEFINE_enum("dataset", None, list_datasets(),
                       "Optional check: the dataset the checkpoint was trained on (an error if it differs).")
-    flags.DEFINE_enum("modality", None, list(architectures.MODALITIES),
+    flags.DEFINE_enum("modality", None, architectures.list_modalities(),
                       "Optional check: the checkpoint's modality (an error if it differs).")
     flags.DEFINE_string("dir_dataset", None, "Dataset folder; default: the one recorded in the checkpoint's "
                         "training config ('datasets' for checkpoints of the original suite).")
     flags.DEFINE_integer("batch_size_test", batch_size_default, batch_size_help)
-    flags.DEFINE_string("device", "auto", "auto (cuda:0 when available, else cpu), cpu, cuda, cuda:1...")
+    flags.DEFINE_string("device", DEFAULTS.device, "auto (cuda:0 when available, else cpu), cpu, cuda, cuda:1...")

@@ -81,6 +81,7 @@ def _mapping(v: Any) -> str | None:
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("multistep", "cosine", "warmup_cosine")
 NORMALIZATIONS = ("paper", "vit")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "model": (_str, REQUIRED),
@@ -94,14 +95,23 @@ TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "dataset_name": (_str, REQUIRED),
     "download": (_bool, True),
     "models_dir": (_str, "models"),
-    "num_workers": (_int(0), 0),
+    "num_workers": (_int(0), 0),  # accepted for old configs; data are resident, no loader workers
     "device": (_str, "auto"),
     "amp": (_bool, True),
     "eval_passes": (_int(1), 5),
     "label_smoothing": (_number(0.0), 0.0),
     "autoaugment": (_bool, False),
     "normalization": (_choice(*NORMALIZATIONS), "paper"),
+    "compile": (_bool, False),
+    "compile_mode": (_choice(*COMPILE_MODES), "default"),
+    "channels_last": (_bool, False),
+    "eval_every": (_int(0), 0),
+    "tensorboard": (_bool, False),
 }
+# Keys that change how a run executes, not its numbers (beyond float rounding): a run may resume,
+# and a grid may count a finished run, under other values of these.
+EXECUTION_KEYS = ("runs", "save", "models_dir", "dataset_dir", "download", "device", "compile", "compile_mode",
+                  "channels_last", "eval_every", "tensorboard")
 OPTIMIZER: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "name": (_choice(*OPTIMIZERS), "sgd"),
     "learning_rate": (_number(0.0), REQUIRED),
@@ -112,7 +122,7 @@ OPTIMIZER: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "min_lr": (_number(0.0), 0.0),
 }
 DATASET_SECTION: dict[str, tuple[Callable[[Any], str | None], Any]] = {
-    "num_classes": (_int(2), REQUIRED),
+    "num_classes": (_optional(_int(2)), None),  # None: the dataset's class count; if given it must agree
     "num_epochs": (_int(1), REQUIRED),
     "opt_milestones": (_int_list, []),
     "mem_examples": (_int(1), REQUIRED),
@@ -163,8 +173,15 @@ def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None =
     if config["dataset_name"] not in dataset_names:
         raise ConfigError(f"unknown dataset '{config['dataset_name']}'; valid datasets: {', '.join(dataset_names)}")
     if config["dataset_name"] not in sections:
-        raise ConfigError(f"the config has no section for dataset '{config['dataset_name']}'")
+        config[config["dataset_name"]] = _default_section(config["dataset_name"])
     return config
+
+
+def _default_section(name: str) -> dict:
+    """The registered dataset's own defaults, for a config without a section for it."""
+    from .datasets import get_spec
+
+    return _check_section(dict(get_spec(name).default_section), DATASET_SECTION, f"{name}.")
 
 
 def apply_override(raw: dict, assignment: str, dataset_names: list[str]) -> None:
@@ -211,9 +228,9 @@ def load_config(path: str | Path, overrides: list[str] = (), dataset_names: list
                 model_names: list[str] | None = None) -> dict:
     """Read, override and validate a training config (None: the registries' names, importing torch)."""
     if dataset_names is None:
-        import datasets
+        from .datasets import list_datasets
 
-        dataset_names = datasets.list_datasets()
+        dataset_names = list_datasets()
     path = Path(path)
     raw = read_yaml_file(path, "config")
     if raw is None:
@@ -254,7 +271,16 @@ class TrainSettings:
 
     @property
     def num_classes(self) -> int:
-        return self.dataset["num_classes"]
+        """The dataset's class count (a config value, kept for the original layout, must agree)."""
+        from .datasets import get_spec
+        from .errors import ConfigError
+
+        classes = get_spec(self.dataset_name).num_classes
+        stated = self.dataset.get("num_classes")
+        if stated is not None and stated != classes:
+            raise ConfigError(f"config key '{self.dataset_name}.num_classes' is {stated}, but {self.dataset_name} "
+                              f"has {classes} classes; remove the key or set it to {classes}")
+        return classes
 
     @property
     def num_epochs(self) -> int:
@@ -262,18 +288,21 @@ class TrainSettings:
 
     @property
     def output_dir(self) -> Path:
-        """models/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES, as in the original."""
-        return (Path(self.config["models_dir"]) / self.dataset_name / self.modality / self.model
-                / str(self.train_examples))
+        return cell_folder(self.config["models_dir"], self.dataset_name, self.modality, self.model,
+                           self.train_examples)
 
     def comparable(self) -> dict:
-        """The settings that change numbers: resuming requires them unchanged (not `runs`, paths, workers)."""
-        ignored = {"runs", "save", "models_dir", "dataset_dir", "download", "device"}
-        return {k: v for k, v in self.config.items() if k not in ignored} | {"modality": self.modality}
+        """The settings that change numbers: resuming requires them unchanged (not EXECUTION_KEYS)."""
+        return {k: v for k, v in self.config.items() if k not in EXECUTION_KEYS} | {"modality": self.modality}
 
     def comparable_json(self) -> dict:
         """`comparable()` as it reads back from results.jsonl or a resume file (tuples become lists)."""
         return json.loads(json.dumps(self.comparable()))
+
+
+def cell_folder(models_dir: str | Path, dataset: str, modality: str, model: str, train_examples: int) -> Path:
+    """models/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES, as in the original: the one place this path is built."""
+    return Path(models_dir) / dataset / modality / model / str(train_examples)
 
 
 def settings_difference(saved: dict, current: dict) -> list[str]:

@@ -1,28 +1,28 @@
-"""The one evaluation routine behind train.py, eval.py, eval_dir.py and the grid.
+"""The one evaluation routine behind train.py, eval.py, eval_dir.py, the grid and the tests.
 
-Protocol (REFERENCE.md 4.2, 4.3): accuracy = 100 * correct / |test set|; "loss" = the sum over test
-batches of the batch-mean cross-entropy (the original's figure); memory models draw a fresh memory
-per test batch from the run's training subset, so their accuracy is the mean of several passes.
-Memory draws come from a generator seeded by the run alone: the same checkpoint gives the same
-numbers whether evaluated right after training or later.
+Protocol (docs/protocol.md, evaluation): accuracy = 100 * correct / |test set|; "loss" = the sum over
+test batches of the batch-mean cross-entropy (the original's figure); memory models draw a fresh
+memory per test batch from the run's training subset, so their accuracy is the mean of several
+passes. Memory draws come from a generator seeded by the run alone: the same checkpoint gives the
+same numbers whether evaluated right after training or later.
+
+One encoding per test image: in eval mode a test image's encoding is the same in every pass, so
+the test set is encoded once (in batches of `batch_size_test`, as a plain evaluation would) and
+each pass encodes only its own memory draws. `plain_evaluate` is the straightforward computation
+the tests compare against.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader
+from torch import Tensor
 
-from datasets import MemorySampler, RunData
+from .data import MemorySampler, RunData, generator
 from .progress import track
-from .seeding import derive_seed
+from .recipe import CrossEntropy
 
-
-@dataclass(frozen=True)
-class PassResult:
-    loss: float
-    accuracy: float
+EVALUATION_MEMORY, TEST_ORDER = "evaluation_memory", "test_order"
 
 
 @dataclass(frozen=True)
@@ -33,38 +33,81 @@ class Evaluation:
 
 
 @torch.no_grad()
-def eval_std(model: nn.Module, loader: DataLoader, device: torch.device) -> PassResult:
-    return _evaluation_pass(model, loader, None, device)
+def encode_test_set(model, data: RunData) -> Tensor:
+    """Encoder features of every test image, in test-set order: [N, d]."""
+    model.eval()
+    chunks = [model.forward_encoder(data.test_inputs(positions)) for positions in
+              track(list(data.test_index_batches(_natural_order(data))), "encoding the test set")]
+    return torch.cat(chunks)
+
+
+def _natural_order(data: RunData) -> torch.Generator | None:
+    # Encoding order does not matter (eval mode); a generator is only needed by shuffled test sets.
+    return generator(data.seed, "encoding_order", data.device) if data.spec.shuffle_test else None
 
 
 @torch.no_grad()
-def eval_memory(model: nn.Module, loader: DataLoader, memory: MemorySampler, device: torch.device) -> PassResult:
-    return _evaluation_pass(model, loader, memory, device)
-
-
-def _evaluation_pass(model: nn.Module, loader: DataLoader, memory: MemorySampler | None,
-                     device: torch.device) -> PassResult:
+def memory_pass(model, data: RunData, features: Tensor, sampler: MemorySampler,
+                order: torch.Generator | None) -> tuple[float, float]:
+    """One pass of a memory model over cached test features: (loss, accuracy)."""
     model.eval()
-    criterion = nn.CrossEntropyLoss()
-    loss_sum, correct = 0.0, 0
-    for inputs, targets in track(loader, "evaluating"):
-        inputs, targets = inputs.to(device), targets.to(device)
-        logits = model(inputs) if memory is None else model(inputs, memory.draw().to(device))
-        loss_sum += criterion(logits, targets).item()
-        correct += (logits.argmax(dim=1) == targets).sum().item()
-    return PassResult(loss_sum, 100.0 * correct / len(loader.dataset))
+    criterion = CrossEntropy()
+    loss_sum = torch.zeros((), device=data.device)
+    correct = torch.zeros((), dtype=torch.long, device=data.device)
+    for positions in track(data.test_index_batches(order), "evaluating", total=data.test_batches_count):
+        memory, memory_labels = sampler.draw()
+        logits = model.classify(features[positions], model.forward_encoder(memory), memory_labels)
+        targets = data.test.labels[positions]
+        loss_sum += criterion(logits, targets).float()
+        correct += (logits.argmax(dim=1) == targets).sum()
+    return float(loss_sum), 100.0 * int(correct) / len(data.test)
 
 
-def evaluate(model: nn.Module, data: RunData, seed: int, passes: int, device: torch.device) -> Evaluation:
+@torch.no_grad()
+def std_pass(model, data: RunData, order: torch.Generator | None) -> tuple[float, float]:
+    model.eval()
+    criterion = CrossEntropy()
+    loss_sum = torch.zeros((), device=data.device)
+    correct = torch.zeros((), dtype=torch.long, device=data.device)
+    for positions in track(data.test_index_batches(order), "evaluating", total=data.test_batches_count):
+        logits = model(data.test_inputs(positions))
+        targets = data.test.labels[positions]
+        loss_sum += criterion(logits, targets).float()
+        correct += (logits.argmax(dim=1) == targets).sum()
+    return float(loss_sum), 100.0 * int(correct) / len(data.test)
+
+
+def evaluate(model, data: RunData, passes: int) -> Evaluation:
     """Std models: one pass. Memory models: `passes` passes, each with fresh memory draws."""
-    if not getattr(model, "uses_memory", False):
-        result = eval_std(model, data.test_loader, device)
-        return Evaluation(result.accuracy, result.loss, (result.accuracy,))
-    memory = data.evaluation_memory(seed)
-    # Memory images carry the training transform (random flips): seed the global RNG it uses
-    # without disturbing the caller's random state.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "evaluation_transforms"))
-        results = [eval_memory(model, data.test_loader, memory, device) for _ in range(passes)]
-    accuracies = tuple(r.accuracy for r in results)
-    return Evaluation(sum(accuracies) / len(accuracies), results[-1].loss, accuracies)
+    order = generator(data.seed, TEST_ORDER, data.device) if data.spec.shuffle_test else None
+    if not model.uses_memory:
+        loss, accuracy = std_pass(model, data, order)
+        return Evaluation(accuracy, loss, (accuracy,))
+    features = encode_test_set(model, data)
+    sampler = data.memory_sampler(EVALUATION_MEMORY)
+    results = [memory_pass(model, data, features, sampler, order) for _ in range(passes)]
+    accuracies = tuple(accuracy for _, accuracy in results)
+    return Evaluation(sum(accuracies) / len(accuracies), results[-1][0], accuracies)
+
+
+@torch.no_grad()
+def plain_evaluate(model, data: RunData, passes: int) -> Evaluation:
+    """The same protocol without the cached encodings: every test batch through the whole model."""
+    model.eval()
+    if not model.uses_memory:
+        return evaluate(model, data, passes)
+    order = generator(data.seed, TEST_ORDER, data.device) if data.spec.shuffle_test else None
+    sampler = data.memory_sampler(EVALUATION_MEMORY)
+    criterion = CrossEntropy()
+    results = []
+    for _ in range(passes):
+        loss_sum, correct = 0.0, 0
+        for positions in data.test_index_batches(order):
+            memory, memory_labels = sampler.draw()
+            logits = model(data.test_inputs(positions), memory, memory_labels=memory_labels)
+            targets = data.test.labels[positions]
+            loss_sum += float(criterion(logits, targets))
+            correct += int((logits.argmax(dim=1) == targets).sum())
+        results.append((loss_sum, 100.0 * correct / len(data.test)))
+    accuracies = tuple(accuracy for _, accuracy in results)
+    return Evaluation(sum(accuracies) / len(accuracies), results[-1][0], accuracies)

@@ -1,6 +1,6 @@
 """Explanations of memory models: explanation accuracy, top example / counterfactual, Integrated Gradients.
 
-Terms (REFERENCE.md 5.1, 5.2). For an input x with prediction p and a memory set M:
+Terms (docs/protocol.md, explanations). For an input x with prediction p and a memory set M:
 - each memory sample j gets its own prediction q[j], made by the model with an auxiliary memory A;
 - j* = the memory sample with the highest weight (first index on ties, as torch.argmax);
 - the input is an *explanation-by-example* case when q[j*] = p and a *counterfactual* case otherwise;
@@ -20,10 +20,13 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-import datasets
-from datasets import MemorySampler
+from .attribution import DEFAULT_METHOD, get_method
+from .data import MemorySampler, ResidentImages, RunData, build_run_data, generator
+from .datasets import DatasetSpec
+from .evaluation import encode_test_set
 from .progress import track
-from .seeding import derive_seed, seeded_generator
+from .seeding import derive_seed
+from .stats import mean_and_std, mean_defined  # noqa: F401  (mean_and_std: re-exported for callers)
 
 MEMORY_POOLS = ("subset", "full")
 ORIGINAL_MEMORY_SIZE = 100  # explanation_accuracy.py hard-coded its memory batch
@@ -89,20 +92,6 @@ def count_explanations(predictions: Tensor, weights: Tensor, memory_predictions:
         example_total=int(explained.sum()), example_correct=int((explained & correct).sum()))
 
 
-def mean_defined(values: Sequence[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return sum(defined) / len(defined) if defined else None
-
-
-def mean_and_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    """Mean and population std (ddof 0, as the original) of the defined values; None when there are none."""
-    defined = [v for v in values if v is not None]
-    if not defined:
-        return None, None
-    mean = sum(defined) / len(defined)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in defined) / len(defined))
-
-
 def format_value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -133,47 +122,54 @@ class ModelExplanation:
 
 
 # ---- explanation accuracy on a model -------------------------------------------------------------
-def memory_pool(restored, pool: str) -> tuple[torch.utils.data.Dataset, int]:
-    """(dataset to draw memories from, memory size).
+def memory_pool(restored, pool: str) -> tuple[ResidentImages, int]:
+    """(images to draw memories from, memory size).
 
     subset: the run's own training subset, `mem_examples` per draw (what the model was trained with).
     full: the original's choice, 100 memories from the whole training split (all but the split-seed-42
     validation images), whatever the run's subset was.
     """
     if pool == "subset":
-        return restored.data.train_set, restored.settings.mem_examples
+        return restored.data.train, restored.settings.mem_examples
     if pool == "full":
-        whole = datasets.build_run_data(restored.settings.config, ORIGINAL_SPLIT_SEED, True, train_examples=sys.maxsize)
-        return whole.train_set, ORIGINAL_MEMORY_SIZE
+        whole = build_run_data(restored.settings.config, ORIGINAL_SPLIT_SEED, restored.device,
+                               train_examples=sys.maxsize)
+        return whole.train, ORIGINAL_MEMORY_SIZE
     raise ValueError(f"unknown memory pool '{pool}'; valid pools: {', '.join(MEMORY_POOLS)}")
 
 
 @torch.no_grad()
-def explanation_pass(model: nn.Module, loader: torch.utils.data.DataLoader, sampler: MemorySampler,
-                     device: torch.device, description: str = "explaining") -> ExplanationCounts:
-    """One pass over the test set; each test batch draws a memory M and an auxiliary memory A."""
+def explanation_pass(model: nn.Module, data: RunData, features: Tensor, sampler: MemorySampler,
+                     order: torch.Generator | None, description: str = "explaining") -> ExplanationCounts:
+    """One pass over the test set; each test batch draws a memory M and an auxiliary memory A.
+
+    The test images' encodings are computed once (`features`), and M's encoding serves both the
+    inputs' attention and M's own prediction (with A): per batch only M and A are encoded.
+    """
     model.eval()
     counts = ExplanationCounts()
-    for inputs, labels in track(loader, description):
-        inputs, labels = inputs.to(device), labels.to(device)
-        memory = sampler.draw().to(device)
-        logits, weights = model(inputs, memory, return_weights=True)
-        auxiliary = sampler.draw().to(device)
-        memory_predictions = model(memory, auxiliary).argmax(dim=1)
-        counts += count_explanations(logits.argmax(dim=1), weights, memory_predictions, labels)
+    for positions in track(data.test_index_batches(order), description, total=data.test_batches_count):
+        memory, memory_labels = sampler.draw()
+        memory_features = model.forward_encoder(memory)
+        logits, weights = model.classify(features[positions], memory_features, memory_labels, return_weights=True)
+        auxiliary, auxiliary_labels = sampler.draw()
+        memory_predictions = model.classify(memory_features, model.forward_encoder(auxiliary),
+                                            auxiliary_labels).argmax(dim=1)
+        counts += count_explanations(logits.argmax(dim=1), weights, memory_predictions, data.test.labels[positions])
     return counts
 
 
 def explain_run(restored, passes: int = 5, pool: str = "subset") -> ModelExplanation:
     """Explanation accuracy of a restored memory model: `passes` passes with seeded memory draws."""
-    dataset, size = memory_pool(restored, pool)
-    sampler = MemorySampler(dataset, size, seeded_generator(restored.seed, f"explanation_memory_{pool}"))
+    images, size = memory_pool(restored, pool)
+    data = restored.data
+    sampler = data.memory_sampler(f"explanation_memory_{pool}", pool=images, size=size)
+    order = generator(restored.seed, "explanation_order", data.device) if data.spec.shuffle_test else None
+    features = encode_test_set(restored.model, data)
     result = ModelExplanation()
-    with torch.random.fork_rng(devices=[]):  # memory images carry the training flips: seed them too
-        torch.manual_seed(derive_seed(restored.seed, "explanation_transforms"))
-        for index in range(passes):
-            result.passes.append(explanation_pass(restored.model, restored.data.test_loader, sampler,
-                                                  restored.device, f"pass {index + 1}/{passes}"))
+    for index in range(passes):
+        result.passes.append(explanation_pass(restored.model, data, features, sampler, order,
+                                              f"pass {index + 1}/{passes}"))
     return result
 
 
@@ -199,9 +195,9 @@ def select_memories(weights: Tensor, memory_predictions: Tensor, prediction: int
     return MemorySelection(order, sorted_weights, example, counterfactual)
 
 
-# ---- Integrated Gradients ------------------------------------------------------------------------
-def baseline_like(images: Tensor, kind: str, spec: datasets.DatasetSpec, normalization: str = "paper") -> Tensor:
-    """IG baseline in normalised space.
+# ---- attributions (heat maps) -------------------------------------------------------------------
+def baseline_like(images: Tensor, kind: str, spec: DatasetSpec, normalization: str = "paper") -> Tensor:
+    """Attribution baseline in normalised space.
 
     ones: all ones after normalisation, the original's choice. In pixel space that is mean + std per
     channel, a light grey (about 0.69, 0.68, 0.65 for CIFAR10), not white.
@@ -217,36 +213,29 @@ def baseline_like(images: Tensor, kind: str, spec: datasets.DatasetSpec, normali
     return ((pixel - mean) / std).expand_as(images).clone()
 
 
-def integrated_gradients(model: nn.Module, inputs: Tensor, memory: Tensor, target: int,
-                         baselines: tuple[Tensor, Tensor], n_steps: int = 40,
-                         internal_batch_size: int = 2) -> tuple[Tensor, Tensor]:
-    """captum IG of logit `target` w.r.t. both the input [1, C, H, W] and the memory [r, C, H, W].
-
-    With `internal_batch_size` k, captum evaluates k interpolation levels per forward pass: the
-    memory of that pass is the k scaled copies of the memory concatenated, so each input attends over
-    a memory mixing k levels. The original used k = 2; k = 1 is textbook IG (one level per pass,
-    attributions then sum to F(input) - F(baseline) up to the quadrature error).
-    """
-    from captum.attr import IntegratedGradients
-
+def attribute(model: nn.Module, inputs: Tensor, memory: Tensor, target: int, baselines: tuple[Tensor, Tensor],
+              method: str = DEFAULT_METHOD, memory_labels: Tensor | None = None, **options) -> tuple[Tensor, Tensor]:
+    """Attribution of logit `target` to the input [1, C, H, W] and to every memory image [r, C, H, W]
+    with the registered `method` (suite.attribution). `memory_labels`: for heads that read them."""
     if inputs.shape[0] != 1:
-        raise ValueError("integrated_gradients explains one input at a time")
+        raise ValueError("attributions explain one input at a time")
 
     def forward(x: Tensor, mem: Tensor) -> Tensor:
-        return model(x, mem)
+        labels = None
+        if memory_labels is not None:  # captum may batch k interpolation steps: k copies of the memory
+            labels = memory_labels.repeat(mem.shape[0] // memory_labels.shape[0])
+        return model(x, mem, memory_labels=labels)
 
     model.eval()
-    attributions = IntegratedGradients(forward).attribute(
-        (inputs, memory), baselines=baselines, target=int(target), n_steps=n_steps,
-        internal_batch_size=internal_batch_size)
-    return attributions[0].detach(), attributions[1].detach()
+    input_attr, memory_attr = get_method(method).attribute(forward, (inputs, memory), baselines, target, **options)
+    return input_attr.detach(), memory_attr.detach()
 
 
 @dataclass
 class InputExplanation:
-    """Everything the saliency figure of one input needs."""
+    """Everything the heat-map figure of one input needs."""
 
-    index: int  # position in the test-loader order
+    index: int  # position in the test-set order
     prediction: int
     label: int
     selection: MemorySelection
@@ -256,50 +245,57 @@ class InputExplanation:
     memory_attributions: Tensor  # [r, C, H, W]
 
 
-def explain_input(model: nn.Module, image: Tensor, memory: Tensor, auxiliary: Tensor, baseline: str,
-                  spec: datasets.DatasetSpec, normalization: str, n_steps: int, internal_batch_size: int,
-                  index: int = 0, label: int = -1) -> InputExplanation:
-    """The original heatmap procedure for one input (REFERENCE.md 5.2 steps 2-5).
+def explain_input(model: nn.Module, image: Tensor, memory: tuple[Tensor, Tensor], auxiliary: tuple[Tensor, Tensor],
+                  baseline: str, spec: DatasetSpec, normalization: str, method: str = DEFAULT_METHOD, index: int = 0,
+                  label: int = -1, **options) -> InputExplanation:
+    """The original heat-map procedure for one input (docs/protocol.md, heat maps).
 
-    The prediction (IG target) is made with the whole memory M; IG then runs on the input and the
-    reduced memory R = the positive-weight samples of M.
+    The prediction (attribution target) is made with the whole memory M; the attribution then runs
+    on the input and the reduced memory R = the positive-weight samples of M.
     """
     x = image.unsqueeze(0)
+    (memory, memory_labels), (auxiliary, auxiliary_labels) = memory, auxiliary
     with torch.no_grad():
-        logits, weights = model(x, memory, return_weights=True)
+        memory_features = model.forward_encoder(memory)
+        logits, weights = model.classify(model.forward_encoder(x), memory_features, memory_labels,
+                                         return_weights=True)
         prediction = int(logits.argmax(dim=1)[0])
-        memory_predictions = model(memory, auxiliary).argmax(dim=1)
+        memory_predictions = model.classify(memory_features, model.forward_encoder(auxiliary),
+                                            auxiliary_labels).argmax(dim=1)
     selection = select_memories(weights[0], memory_predictions, prediction)
-    reduced = memory[selection.order.to(memory.device)]
+    kept = selection.order.to(memory.device)
+    reduced = memory[kept]
     baselines = (baseline_like(x, baseline, spec, normalization), baseline_like(reduced, baseline, spec, normalization))
-    input_attr, memory_attr = integrated_gradients(model, x, reduced, prediction, baselines, n_steps,
-                                                   internal_batch_size)
+    labels = memory_labels[kept] if model.uses_memory_labels else None
+    input_attr, memory_attr = attribute(model, x, reduced, prediction, baselines, method, labels, **options)
     return InputExplanation(index, prediction, label, selection, image.detach().cpu(), reduced.detach().cpu(),
                             input_attr[0].cpu(), memory_attr.cpu())
 
 
-def explain_inputs(restored, max_images: int, baseline: str, n_steps: int, internal_batch_size: int,
-                   on_batch: Callable[[list[InputExplanation]], None], description: str = "heatmaps") -> int:
-    """Walk the test loader (one figure per loader batch), explaining each input with its own draws.
-
-    Per input, a memory M and an auxiliary memory A are drawn, in that order, from one generator seeded
-    by the run ("heatmaps" stream). Returns the number of inputs explained.
-    """
-    data, model, device = restored.data, restored.model, restored.device
-    sampler = MemorySampler(data.train_set, restored.settings.mem_examples, seeded_generator(restored.seed, "heatmaps"))
-    limit = len(data.test_set) if max_images == 0 else min(max_images, len(data.test_set))
-    batches = math.ceil(limit / data.test_loader.batch_size)
+def explain_inputs(restored, max_images: int, baseline: str, on_batch: Callable[[list[InputExplanation]], None],
+                   method: str = DEFAULT_METHOD, description: str = "heat maps", **options) -> int:
+    """Walk the test set in batches of `batch_size_test` (one figure per batch), explaining each input
+    with its own draws. Per input, a memory M and an auxiliary memory A are drawn, in that order, from
+    one generator seeded by the run ("heatmaps" stream); methods that sample (GradientShap) draw from
+    the global RNG, seeded by the run too. Returns the number of inputs explained."""
+    data, model = restored.data, restored.model
+    sampler = data.memory_sampler("heatmaps")
+    order = generator(restored.seed, "heatmaps_order", data.device) if data.spec.shuffle_test else None
+    limit = len(data.test) if max_images == 0 else min(max_images, len(data.test))
+    batches = math.ceil(limit / data.batch_size_test)
     done = 0
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(restored.seed, "heatmaps_transforms"))
-        for images, labels in track(data.test_loader, description, total=batches):
-            images, labels = images[: limit - done], labels[: limit - done]
+    with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
+        torch.manual_seed(derive_seed(restored.seed, "heatmaps_attribution"))
+        for positions in track(data.test_index_batches(order), description, total=batches):
+            positions = positions[: limit - done]
+            images, labels = data.test_inputs(positions), data.test.labels[positions]
             explained = []
             for offset, (image, label) in enumerate(zip(images, labels)):
-                memory, auxiliary = sampler.draw().to(device), sampler.draw().to(device)
-                explained.append(explain_input(model, image.to(device), memory, auxiliary, baseline, data.spec,
-                                               restored.settings.config["normalization"], n_steps,
-                                               internal_batch_size, index=done + offset, label=int(label)))
+                memory = sampler.draw()
+                auxiliary = sampler.draw()
+                explained.append(explain_input(model, image, memory, auxiliary, baseline, data.spec,
+                                               restored.settings.config["normalization"], method,
+                                               index=done + offset, label=int(label), **options))
             on_batch(explained)
             done += len(explained)
             if done >= limit:

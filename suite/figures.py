@@ -1,4 +1,4 @@
-"""The two figure layouts of the explanation scripts (REFERENCE.md 5.2, 5.3), drawn off-screen (Agg).
+"""The two figure layouts of the explanation scripts (docs/protocol.md, figures), drawn off-screen (Agg).
 
 Figures are built with matplotlib's object API (no pyplot state, no display needed) and returned
 as PNG bytes by `figure_png`. Images arrive de-normalised and clipped to [0, 1]; attributions arrive as computed
@@ -108,7 +108,7 @@ def _draw_image(figure: Figure, axis, image: Tensor, title: str) -> None:
     make_axes_locatable(axis).append_axes("bottom", size="5%", pad=0.1).axis("off")
 
 
-def _draw_heat_map(figure: Figure, axis, image: Tensor, attribution: Tensor) -> None:
+def _draw_heat_map(figure: Figure, axis, image: Tensor, attribution: Tensor, title: str) -> None:
     """captum's blended heat map of the positive attributions (channel sum, 20% outlier clip, plasma)."""
     from captum.attr import visualization
 
@@ -120,19 +120,20 @@ def _draw_heat_map(figure: Figure, axis, image: Tensor, attribution: Tensor) -> 
         heat = axis.imshow(np.zeros(attr.shape[:2]), cmap="plasma", vmin=0, vmax=1, alpha=0.4)
         figure.colorbar(heat, orientation="horizontal",
                         cax=make_axes_locatable(axis).append_axes("bottom", size="5%", pad=0.1))
-        axis.set_title("Saliency (none positive)")
+        axis.set_title(f"{title} (none positive)")
         return
     with warnings.catch_warnings():  # "normalize by value approximately 0" for tiny attributions
         warnings.simplefilter("ignore", UserWarning)
         visualization.visualize_image_attr(attr, picture, method="blended_heat_map", sign="positive",
                                            plt_fig_axis=(figure, axis), outlier_perc=20, cmap="plasma",
-                                           alpha_overlay=0.4, show_colorbar=True, title="Saliency",
+                                           alpha_overlay=0.4, show_colorbar=True, title=title,
                                            use_pyplot=False)
 
 
-def saliency_figure(blocks: list[list[SaliencyRow]]) -> Figure:
+def saliency_figure(blocks: list[list[SaliencyRow]], title: str = "Saliency") -> Figure:
     """One block of two columns per input: rows input / top example / top counterfactual (those that
-    exist), each image beside its saliency map. (4, 6) inches per block at 100 dpi."""
+    exist), each image beside its heat map titled `title` (the attribution method's; the original
+    figures say "Saliency"). (4, 6) inches per block at 100 dpi."""
     if not blocks or any(not block for block in blocks):
         raise ValueError("saliency_figure needs at least one row per input")
     rows = max(len(block) for block in blocks)
@@ -146,6 +147,6 @@ def saliency_figure(blocks: list[list[SaliencyRow]]) -> Figure:
                 right.axis("off")
                 continue
             _draw_image(figure, left, block[r].image, block[r].title)
-            _draw_heat_map(figure, right, block[r].image, block[r].attribution)
+            _draw_heat_map(figure, right, block[r].image, block[r].attribution, title)
     _tight_layout(figure)
     return figure

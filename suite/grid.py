@@ -79,13 +79,14 @@ class Plan:
 def check_names(grid: Grid) -> list[str]:
     """Datasets, models and modalities against the registries; returns the dataset names."""
     import architectures
-    import datasets
 
-    names, models = datasets.list_datasets(), architectures.list_models()
+    from .datasets import list_datasets
+
+    names, models = list_datasets(), architectures.list_models()
     recipes = [key for key in grid.base_configs if key != DEFAULT]  # a typo here would train with the default
     for noun, key, values, valid in (("dataset", "datasets", grid.datasets, names),
                                      ("model", "models", grid.models, models),
-                                     ("modality", "modalities", grid.modalities, list(architectures.MODALITIES)),
+                                     ("modality", "modalities", grid.modalities, architectures.list_modalities()),
                                      ("model", "base_config", recipes, models)):
         unknown = [v for v in values if v not in valid]
         if unknown:
@@ -139,7 +140,7 @@ def prepare_datasets(tasks: list[RunTask], out: Printer) -> None:
 
     Workers would otherwise race to download the same files; a missing dataset fails here, once.
     """
-    import datasets
+    from .datasets import open_images
 
     seen = set()
     for task in tasks:
@@ -150,8 +151,8 @@ def prepare_datasets(tasks: list[RunTask], out: Printer) -> None:
         seen.add(key)
         out(f"Checking dataset {key[0]} in '{key[1]}'")
         for train in (True, False):
-            datasets.open_images(key[0], key[1], train, key[2])
-    datasets.open_images.cache_clear()
+            open_images(key[0], key[1], train, key[2])
+    open_images.cache_clear()
 
 
 # ---- one run, in whatever process a worker is ---------------------------------------------------
@@ -277,7 +278,7 @@ def _local_worker(conn, index: int, device_name: str | None, threads: int, paren
         import torch
 
         from . import progress
-        from .training import resolve_device
+        from .recipe import resolve_device
 
         progress.on_terminal = lambda: False  # no progress bars from several processes on one terminal
         torch.set_num_threads(threads)

@@ -5,11 +5,11 @@ run's numbers come from:
 
 - Checkpoints written by train.py carry the full training config and the run's seed (its 0-based
   index). The data are rebuilt from that config, so the memory pool is the run's own training subset.
-- Checkpoints of the original suite hold only the seven original keys. The config then comes from
-  `config/train.yaml` (the original values) with the checkpoint's model, dataset, size, classes and
-  memory size filled in. The seed comes from the file name, `<k>.pt` -> k - 1, as the original
-  eval_dir.py did (train.py seeds run k with k - 1); any other name gets 42, the split seed that the
-  original eval.py and the explanation scripts used.
+- Checkpoints of the original suite hold only the seven original keys. The config is then the
+  original recipe (`ORIGINAL_RECIPE`, the values of the original config/train.yaml) with the
+  checkpoint's model, dataset, size, classes and memory size filled in. The seed comes from the file
+  name, `<k>.pt` -> k - 1, as the original eval_dir.py did (train.py seeds run k with k - 1); any
+  other name gets 42, the split seed that the original eval.py and the explanation scripts used.
 
 Checkpoints are read with `weights_only=True` and `map_location`, so a file saved on a GPU opens on a
 CPU-only machine and a crafted file cannot run code.
@@ -19,18 +19,43 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import architectures
-import datasets
 from .checkpoints import RUN_FILE, load_checkpoint, run_files
-from .config import TrainSettings, load_config, validate
+from .config import TrainSettings, validate
+from .data import RunData, build_run_data
+from .datasets import get_spec, list_datasets
 from .errors import CheckpointError, ConfigError, UserError
+from .recipe import resolve_device
 
-REPO = Path(__file__).resolve().parents[1]
-ORIGINAL_DEFAULTS = REPO / "config" / "train.yaml"
 ORIGINAL_SPLIT_SEED = 42  # the split seed of the original eval.py and explanation scripts
+ORIGINAL_RECIPE: dict[str, Any] = {  # the original config/train.yaml, less the per-cell keys
+    "save": True, "runs": 15, "batch_size_train": 128, "batch_size_test": 500, "dataset_dir": "datasets",
+    "optimizer": {"name": "sgd", "learning_rate": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "nesterov": True},
+}
+
+
+@dataclass(frozen=True)
+class CheckpointOptions:
+    """What every checkpoint command shares (--dataset, --modality, --dir_dataset, --batch_size_test,
+    --device). `dataset` / `modality` are optional checks; the others replace the training config's."""
+
+    dataset: str | None = None
+    modality: str | None = None
+    dataset_dir: str | None = None
+    batch_size_test: int | None = None
+    device: str = "auto"
+
+    @classmethod
+    def from_flags(cls, flags) -> "CheckpointOptions":
+        return cls(flags.dataset, flags.modality, flags.dir_dataset, flags.batch_size_test, flags.device or "auto")
+
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(self.device)
 
 
 @dataclass
@@ -38,7 +63,7 @@ class RestoredRun:
     path: Path
     model: architectures.MemoryWrapNet  # in eval mode, on `device`
     settings: TrainSettings
-    data: datasets.RunData  # the run's split, loaders and (memory models) memory sampler
+    data: RunData  # the run's subset and test set on `device`
     seed: int  # 0-based run index: the split seed and the root of every derived random stream
     run: int | None  # 1-based run number, when known
     device: torch.device
@@ -59,24 +84,22 @@ def seed_from_name(path: Path) -> int:
 
 
 def _original_config(checkpoint: dict) -> dict:
-    """The original training config (config/train.yaml) completed with what the checkpoint says."""
-    raw = copy.deepcopy(load_config(ORIGINAL_DEFAULTS))
+    """The original recipe completed with what the checkpoint says."""
     name = checkpoint["dataset_name"]
-    section = raw.get(name, {"num_epochs": 1})
-    section = dict(section, num_classes=int(checkpoint["num_classes"]), mem_examples=int(checkpoint["mem_examples"]))
-    raw.update({name: section, "model": checkpoint["model_name"], "dataset_name": name,
-                "train_examples": int(checkpoint["train_examples"])})
-    return raw
+    try:
+        section = dict(get_spec(name).default_section)
+    except UserError:
+        section = {"num_epochs": 1}
+    section.update(num_classes=int(checkpoint["num_classes"]), mem_examples=int(checkpoint["mem_examples"]))
+    return copy.deepcopy(ORIGINAL_RECIPE) | {name: section, "model": checkpoint["model_name"], "dataset_name": name,
+                                              "train_examples": int(checkpoint["train_examples"])}
 
 
 def checkpoint_config(checkpoint: dict, path: Path) -> dict:
-    """The validated training config of a checkpoint (its own, or the original defaults)."""
-    if isinstance(checkpoint.get("config"), dict):
-        raw = copy.deepcopy(checkpoint["config"])
-    else:
-        raw = _original_config(checkpoint)
+    """The validated training config of a checkpoint (its own, or the original recipe)."""
+    raw = copy.deepcopy(checkpoint["config"]) if isinstance(checkpoint.get("config"), dict) else _original_config(checkpoint)
     try:
-        config = validate(raw, datasets.list_datasets())
+        config = validate(raw, list_datasets())
     except ConfigError as error:
         raise CheckpointError(f"checkpoint '{path}' holds an unusable training config ({error})") from None
     for key, value in (("model", checkpoint["model_name"]), ("dataset_name", checkpoint["dataset_name"]),
@@ -87,47 +110,49 @@ def checkpoint_config(checkpoint: dict, path: Path) -> dict:
     return config
 
 
-def check_expected(checkpoint: dict, path: Path, dataset: str | None, modality: str | None) -> None:
+def check_expected(checkpoint: dict, path: Path, options: CheckpointOptions) -> None:
     """`--dataset` / `--modality` are optional; when given they must describe the checkpoint."""
-    for flag, expected, actual in (("dataset", dataset, checkpoint["dataset_name"]),
-                                   ("modality", modality, checkpoint["modality"])):
+    for flag, expected, actual in (("dataset", options.dataset, checkpoint["dataset_name"]),
+                                   ("modality", options.modality, checkpoint["modality"])):
         if expected is not None and expected != actual:
             raise UserError(f"--{flag}={expected} does not match checkpoint '{path}', which holds a "
                             f"{checkpoint['dataset_name']} {checkpoint['modality']} model")
 
 
-def read_checkpoint(path: str | Path, dataset: str | None = None, modality: str | None = None,
+def read_checkpoint(path: str | Path, options: CheckpointOptions = CheckpointOptions(),
                     map_location: str | torch.device = "cpu") -> dict:
     """Load (weights only) and check the optional expectations, without building anything."""
     path = Path(path)
     checkpoint = load_checkpoint(path, map_location=map_location)
-    if checkpoint["modality"] not in architectures.MODALITIES:
+    if checkpoint["modality"] not in architectures.list_modalities():
         raise CheckpointError(f"checkpoint '{path}' has unknown modality {checkpoint['modality']!r}")
-    check_expected(checkpoint, path, dataset, modality)
+    check_expected(checkpoint, path, options)
     return checkpoint
 
 
-def restore_run(path: str | Path, dataset_dir: str | None = None, batch_size_test: int | None = None,
-                device: torch.device | str = "cpu", dataset: str | None = None, modality: str | None = None,
+def require_memory_model(checkpoint: dict, path: Path) -> None:
+    if not architectures.get_head_class(checkpoint["modality"]).uses_memory:
+        raise UserError(f"checkpoint '{path}' holds a std model, which has no memory to explain; "
+                        "use a memory model (memory, encoder_memory, ...)")
+
+
+def restore_run(path: str | Path, options: CheckpointOptions = CheckpointOptions(),
                 require_memory: bool = False) -> RestoredRun:
     """Rebuild a run from its checkpoint: model (eval mode), settings, data and seed.
 
-    `dataset_dir` and `batch_size_test` replace the training config's values when given; note that
-    the test batch size changes memory-model numbers (a test batch shares one memory draw).
+    Note that the test batch size changes memory-model numbers (a test batch shares one memory draw).
     """
-    path = Path(path)
-    device = torch.device(device)
-    checkpoint = read_checkpoint(path, dataset, modality, map_location=device)
-    if require_memory and checkpoint["modality"] == "std":
-        raise UserError(f"checkpoint '{path}' holds a std model, which has no memory to explain; "
-                        "use a memory or encoder_memory model")
+    path, device = Path(path), options.torch_device
+    checkpoint = read_checkpoint(path, options, map_location=device)
+    if require_memory:
+        require_memory_model(checkpoint, path)
     config = checkpoint_config(checkpoint, path)
-    if dataset_dir is not None:
-        config["dataset_dir"] = str(dataset_dir)
-    if batch_size_test is not None:
-        if batch_size_test < 1:
-            raise UserError(f"--batch_size_test must be at least 1, got {batch_size_test}")
-        config["batch_size_test"] = batch_size_test
+    if options.dataset_dir is not None:
+        config["dataset_dir"] = str(options.dataset_dir)
+    if options.batch_size_test is not None:
+        if options.batch_size_test < 1:
+            raise UserError(f"--batch_size_test must be at least 1, got {options.batch_size_test}")
+        config["batch_size_test"] = options.batch_size_test
     settings = TrainSettings(config, checkpoint["modality"])
     if settings.num_classes != checkpoint["num_classes"] or settings.mem_examples != checkpoint["mem_examples"]:
         raise CheckpointError(f"checkpoint '{path}' is inconsistent: num_classes / mem_examples differ from its config")
@@ -145,7 +170,7 @@ def restore_run(path: str | Path, dataset_dir: str | None = None, batch_size_tes
         raise CheckpointError(f"checkpoint '{path}': weights do not fit model '{settings.model}' "
                               f"({str(error).splitlines()[0][:200]})") from None
     model.to(device).eval()
-    data = datasets.build_run_data(config, seed, model.uses_memory, pin_memory=device.type == "cuda")
+    data = build_run_data(config, seed, device)
     return RestoredRun(path, model, settings, data, seed, run, device, checkpoint)
 
 

@@ -30,13 +30,6 @@ def seeded_generator(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, stream))
 
 
-def seed_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: numpy and `random` follow the worker's torch seed."""
-    worker_seed = torch.initial_seed() % 2**32
-    np.random.seed(worker_seed)
-    random.seed(worker_seed)
-
-
 def global_rng_state() -> dict:
     """Every global RNG state, in types that `torch.load(weights_only=True)` accepts."""
     kind, keys, position, has_gauss, cached = np.random.get_state()

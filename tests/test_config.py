@@ -51,8 +51,7 @@ def test_exponent_without_a_dot_is_a_float():
     ("nonsense=1", "unknown config key 'nonsense'; valid keys: model,"),
     ("SVHN.epochs=3", "unknown config key 'SVHN.epochs'; valid keys under SVHN: num_classes"),
     ("optimizer.name=rmsprop", "config key 'optimizer.name' must be one of sgd, adam"),
-    ("dataset_name=MNIST", "unknown dataset 'MNIST'; valid datasets: SVHN, CIFAR10, CINIC10, DIGITS"),
-    ("dataset_name=DIGITS", "the config has no section for dataset 'DIGITS'"),
+    ("dataset_name=MNIST", "unknown dataset 'MNIST'; valid datasets: "),
     ("save=maybe", "config key 'save' must be true or false"),
     ("SVHN.opt_milestones=5", "config key 'SVHN.opt_milestones' must be a list of epochs"),
     ("train_examples", "--set takes key=value"),
@@ -61,6 +60,32 @@ def test_bad_overrides_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as error:
         load_config(REPO / "config" / "train.yaml", [override])
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_unknown_dataset_error_lists_every_registered_dataset():
+    from suite.datasets import list_datasets
+
+    with pytest.raises(ConfigError) as error:
+        load_config(REPO / "config" / "train.yaml", ["dataset_name=MNIST"])
+    assert sorted(str(error.value).split("valid datasets: ")[1].split(", ")) == sorted(list_datasets())
+
+
+def test_a_dataset_without_a_section_gets_its_registered_defaults():
+    from suite.datasets import get_spec
+
+    settings = TrainSettings(load_config(REPO / "config" / "train.yaml", ["dataset_name=DIGITS"]), "std")
+    assert "DIGITS" not in load_config(REPO / "config" / "train.yaml")  # train.yaml has no DIGITS section
+    defaults = get_spec("DIGITS").default_section
+    assert settings.num_epochs == defaults["num_epochs"] and settings.mem_examples == defaults["mem_examples"]
+    assert settings.num_classes == 10 == len(get_spec("DIGITS").classes)
+
+
+def test_num_classes_comes_from_the_dataset_and_a_contradiction_is_an_error():
+    settings = TrainSettings(load_config(REPO / "config" / "train.yaml", ["SVHN.num_classes=null"]), "std")
+    assert settings.num_classes == 10
+    wrong = TrainSettings(load_config(REPO / "config" / "train.yaml", ["SVHN.num_classes=12"]), "std")
+    with pytest.raises(ConfigError, match=r"'SVHN.num_classes' is 12, but SVHN has 10 classes"):
+        wrong.num_classes
 
 
 def test_unreadable_config_files(tmp_path):

@@ -16,8 +16,9 @@ from torchvision import transforms
 import datasets
 import tiny_data
 from conftest import tiny_config
-from suite import formats
 from suite.config import validate
+from suite.data import BatchTransform, MemorySampler, ResidentImages, batch_transform, build_run_data
+from suite.datasets import formats
 from suite.errors import DatasetError
 
 DATA = Path(__file__).parent / "data"
@@ -145,84 +146,123 @@ def test_failed_download_is_reported_and_leaves_no_partial_file(tmp_path, monkey
 
 
 # ---- transforms -----------------------------------------------------------------------------
+CPU = torch.device("cpu")
+
+
+def _patterned(count: int, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(tiny_data.patterned_images(count, seed)[0]).permute(0, 3, 1, 2).contiguous()
+
+
 def test_test_transform_equals_to_tensor_then_normalize():
-    image = torch.from_numpy(tiny_data.patterned_images(1, 0)[0][0]).permute(2, 0, 1)
+    images = _patterned(3)
     spec = datasets.get_spec("CIFAR10")
     reference = transforms.Compose([transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)])
-    expected = reference(Image.fromarray(image.permute(1, 2, 0).numpy()))
-    assert torch.equal(datasets.image_transform(spec, train=False)(image), expected)
+    expected = torch.stack([reference(Image.fromarray(image.permute(1, 2, 0).numpy())) for image in images])
+    assert torch.equal(batch_transform(spec, CPU, train=False)(images), expected)
 
 
-def test_cifar_training_flips_and_svhn_does_not():
-    image = torch.from_numpy(tiny_data.patterned_images(1, 0)[0][0]).permute(2, 0, 1)
-    torch.manual_seed(0)
-    cifar = datasets.image_transform(datasets.get_spec("CIFAR10"), train=True)
-    plain = datasets.image_transform(datasets.get_spec("CIFAR10"), train=False)(image)
-    outputs = [cifar(image) for _ in range(40)]
-    flipped = sum(torch.equal(out, plain.flip(-1)) for out in outputs)
-    assert 5 < flipped < 35 and flipped + sum(torch.equal(out, plain) for out in outputs) == 40
-    svhn = datasets.image_transform(datasets.get_spec("SVHN"), train=True)
-    assert all(torch.equal(svhn(image), svhn(image)) for _ in range(10))
+def test_training_flips_are_independent_with_probability_one_half():
+    """CIFAR10 flips each image of a batch on its own coin (p = 0.5); SVHN never flips."""
+    images = _patterned(1).expand(4000, -1, -1, -1)
+    spec = datasets.get_spec("CIFAR10")
+    plain = batch_transform(spec, CPU, train=False)(images[:1])[0]
+    out = batch_transform(spec, CPU, train=True)(images, torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, plain.flip(-1)) for o in out])
+    kept = torch.tensor([torch.equal(o, plain) for o in out])
+    assert bool((flipped | kept).all())
+    assert abs(flipped.float().mean().item() - 0.5) < 0.03  # 4000 coins: 3 % is about 4 sigma
+    pairs = flipped[:-1].float() * 2 + flipped[1:].float()  # neighbours independent: 4 patterns equally likely
+    assert all(abs((pairs == k).float().mean().item() - 0.25) < 0.03 for k in range(4))
+    svhn = batch_transform(datasets.get_spec("SVHN"), CPU, train=True)
+    assert torch.equal(svhn(images[:50], torch.Generator()), batch_transform(datasets.get_spec("SVHN"), CPU,
+                                                                              train=False)(images[:50]))
 
 
 def test_undo_normalization_inverts_the_transform():
-    image = torch.from_numpy(tiny_data.patterned_images(1, 3)[0][0]).permute(2, 0, 1)
+    images = _patterned(2, 3)
     spec = datasets.get_spec("SVHN")
-    restored = datasets.undo_normalization(datasets.image_transform(spec, train=False)(image), spec)
-    assert torch.allclose(restored, image.float() / 255, atol=1e-6)
+    restored = datasets.undo_normalization(batch_transform(spec, CPU, train=False)(images), spec)
+    assert torch.allclose(restored, images.float() / 255, atol=1e-6)
 
 
-# ---- memory draws and loaders ---------------------------------------------------------------
-def _subset(n: int = 50) -> datasets.TransformedSubset:
+# ---- memory draws and batches ---------------------------------------------------------------
+def _pool(n: int = 50) -> ResidentImages:
+    """Images whose pixel value is their position, so a draw tells which images it took."""
     images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 2, 2).contiguous()
-    return datasets.TransformedSubset(formats.TensorImages(images, torch.arange(n) % 10), range(n), lambda x: x)
+    return ResidentImages(images, torch.arange(n) % 10, list(range(1000, 1000 + n)))
+
+
+IDENTITY = BatchTransform(torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 1 / 255))  # pixels come back as values
+
+
+def _ids(images: torch.Tensor) -> list[int]:
+    return images[:, 0, 0, 0].round().long().tolist()
 
 
 def test_memory_draws_are_distinct_reproducible_and_resumable():
-    subset = _subset()
-    sampler = datasets.MemorySampler(subset, 20, torch.Generator().manual_seed(1))
-    first = sampler.draw()
-    ids = first[:, 0, 0, 0].tolist()
-    assert len(set(ids)) == 20  # without replacement
+    sampler = MemorySampler(_pool(), 20, torch.Generator().manual_seed(1), IDENTITY)
+    first, labels = sampler.draw()
+    ids = _ids(first)
+    assert len(set(ids)) == 20 and labels.tolist() == [i % 10 for i in ids]  # without replacement, labels follow
     state = sampler.state_dict()
-    second = sampler.draw()
+    second, _ = sampler.draw()
     assert not torch.equal(first, second)  # fresh draw each call
     sampler.load_state_dict(state)
-    assert torch.equal(sampler.draw(), second)
-    again = datasets.MemorySampler(subset, 20, torch.Generator().manual_seed(1))
-    assert torch.equal(again.draw(), first)
+    assert torch.equal(sampler.draw()[0], second)
+    again = MemorySampler(_pool(), 20, torch.Generator().manual_seed(1), IDENTITY)
+    assert torch.equal(again.draw()[0], first)
 
 
 def test_memory_draws_are_uniform_over_the_subset():
-    sampler = datasets.MemorySampler(_subset(10), 3, torch.Generator().manual_seed(0))
+    sampler = MemorySampler(_pool(10), 3, torch.Generator().manual_seed(0), IDENTITY)
     counts = torch.zeros(10)
     for _ in range(2000):
-        counts[sampler.draw()[:, 0, 0, 0].long()] += 1
+        counts[_ids(sampler.draw()[0])] += 1
     assert counts.min() > 0.8 * 600 and counts.max() < 1.2 * 600
 
 
 def test_memory_larger_than_subset_is_a_clear_error():
     with pytest.raises(DatasetError, match=r"mem_examples \(60\) is larger than the training subset \(50"):
-        datasets.MemorySampler(_subset(), 60, torch.Generator())
+        MemorySampler(_pool(), 60, torch.Generator(), IDENTITY)
 
 
 def test_run_data_follows_the_protocol(tmp_path, tiny_dataset_dir):
     config = validate(tiny_config(tmp_path, tiny_dataset_dir, train_examples=20, batch_size_train=128),
                       datasets.list_datasets())
-    data = datasets.build_run_data(config, seed=3, uses_memory=True)
-    assert len(data.train_set) == 20 and data.train_loader.batch_size == 20  # clamped to the subset
-    assert data.train_loader.drop_last and len(data.train_loader) == 1
-    assert data.train_set.indices == datasets.split_indices(200, 20, 20, 3)[0]
-    assert data.memory.draw().shape == (10, 3, 32, 32)
-    cinic = dict(config, dataset_name="CINIC10")
-    cinic_data = datasets.build_run_data(cinic, seed=0, uses_memory=False)
-    assert not cinic_data.train_loader.drop_last and cinic_data.memory is None
-    first = [y.tolist() for _, y in cinic_data.test_loader]
-    second = [y.tolist() for _, y in cinic_data.test_loader]
-    assert first != second  # CINIC10's test loader is shuffled, as in the original
+    data = build_run_data(config, seed=3)
+    assert len(data.train) == 20 and data.batch_size_train == 20  # clamped to the subset
+    assert data.spec.drop_last and data.train_steps == 1
+    assert data.train.indices == datasets.split_indices(200, 20, 20, 3)[0]
+    raw = datasets.open_images("CIFAR10", str(tiny_dataset_dir), True, False)
+    assert torch.equal(data.train.images, raw.images[data.train.indices])  # the subset, not other images
+    assert data.training_memory().draw()[0].shape == (10, 3, 32, 32)
+    cinic = build_run_data(dict(config, dataset_name="CINIC10"), seed=0)
+    assert not cinic.spec.drop_last and cinic.spec.shuffle_test
+    first = [p.tolist() for p in cinic.test_index_batches(torch.Generator().manual_seed(0))]
+    second = [p.tolist() for p in cinic.test_index_batches(torch.Generator().manual_seed(1))]
+    assert first != second and sorted(sum(first, [])) == list(range(len(cinic.test)))  # shuffled, complete
+
+
+def test_training_batches_cover_the_subset_without_repeats_and_drop_the_remainder(tmp_path, tiny_dataset_dir):
+    """One epoch = a permutation of the subset cut into batches; drop_last as the dataset's."""
+    config = validate(tiny_config(tmp_path, tiny_dataset_dir, train_examples=70, batch_size_train=32),
+                      datasets.list_datasets())
+    config["CINIC10"]["validation_size"] = 3
+    for name, steps, seen in (("CIFAR10", 2, 64), ("CINIC10", 2, 27)):  # CINIC10: 27 images, no drop_last
+        data = build_run_data(dict(config, dataset_name=name, batch_size_train=32 if name == "CIFAR10" else 16), 0)
+        data.train_transform = BatchTransform(data.train_transform.mean, data.train_transform.std)  # no flips
+        by_image = {bytes(img.numpy()): i for i, img in enumerate(data.train.images)}
+        epochs = []
+        for _ in range(2):
+            positions = [by_image[bytes(img.numpy())]
+                         for inputs, _ in data.train_batches() for img in
+                         datasets.undo_normalization(inputs, data.spec).mul(255).round().to(torch.uint8)]
+            assert len(positions) == seen == len(set(positions)) and data.train_steps == steps
+            epochs.append(positions)
+        assert epochs[0] != epochs[1]  # a fresh order each epoch
 
 
 def test_memory_above_subset_size_fails_when_building_a_run(tmp_path, tiny_dataset_dir):
     config = validate(tiny_config(tmp_path, tiny_dataset_dir, train_examples=5), datasets.list_datasets())
     with pytest.raises(DatasetError, match="larger than the training subset"):
-        datasets.build_run_data(config, seed=0, uses_memory=True)
+        build_run_data(config, seed=0).training_memory()

@@ -14,7 +14,9 @@ from conftest import run_script
 from suite import commands
 from suite.checkpoints import RunLog, load_checkpoint
 from suite.errors import CheckpointError, DatasetError, UserError
-from suite.restore import folder_runs, restore_run, seed_from_name
+from suite.restore import CheckpointOptions, folder_runs, restore_run, seed_from_name
+
+CPU = CheckpointOptions(device="cpu")
 from trained_runs import trained_runs
 
 
@@ -60,7 +62,7 @@ def test_eval_py_evaluates_each_modality(runs, tmp_path, modality):
 def test_eval_with_the_training_pass_count_gives_train_py_numbers(runs):
     folder = runs.folders["encoder_memory"]
     for run, record in _records(folder).items():
-        payload = commands.evaluate_checkpoint(str(folder / f"{run}.pt"), passes=3, device="cpu", out=lambda _: None)
+        payload = commands.evaluate_checkpoint(str(folder / f"{run}.pt"), CPU, passes=3, out=lambda _: None)
         assert payload["pass_accuracies"] == record["pass_accuracies"] and payload["loss"] == record["loss"]
 
 
@@ -122,14 +124,14 @@ def _original_style(source: Path, target: Path, dataset: str = "DIGITS") -> Path
 
 def test_original_suite_checkpoints_take_defaults_and_the_seed_from_the_name(runs, tmp_path):
     source = runs.checkpoint("encoder_memory")
-    third = restore_run(_original_style(source, tmp_path / "3.pt"), device="cpu")
+    third = restore_run(_original_style(source, tmp_path / "3.pt"), CPU)
     assert third.seed == 2 and third.run == 3
     assert third.settings.config["batch_size_test"] == 500 and third.settings.mem_examples == 10
-    assert len(third.data.train_set) == 100 and third.data.spec.name == "DIGITS"
-    other = restore_run(_original_style(source, tmp_path / "pretrained.pt"), device="cpu")
+    assert len(third.data.train) == 100 and third.data.spec.name == "DIGITS"
+    other = restore_run(_original_style(source, tmp_path / "pretrained.pt"), CPU)
     assert other.seed == 42 and other.run is None
-    assert third.data.train_set.indices != other.data.train_set.indices
-    payload = commands.evaluate_checkpoint(str(tmp_path / "3.pt"), passes=2, device="cpu", out=lambda _: None)
+    assert third.data.train.indices != other.data.train.indices
+    payload = commands.evaluate_checkpoint(str(tmp_path / "3.pt"), CPU, passes=2, out=lambda _: None)
     assert len(payload["pass_accuracies"]) == 2 and 0 <= payload["accuracy"] <= 100
     assert [seed_from_name(Path(n)) for n in ("1.pt", "15.pt", "0.pt", "x.pt")] == [0, 14, 42, 42]
 
@@ -140,8 +142,8 @@ def test_configs_with_defaulted_keys_restore(runs, tmp_path):
     section = dict(checkpoint["config"]["CIFAR10"], validation_size=None)
     config = dict(checkpoint["config"], dataset_name="DIGITS", DIGITS=section)
     torch.save(dict(checkpoint, dataset_name="DIGITS", config=config), tmp_path / "1.pt")
-    restored = restore_run(tmp_path / "1.pt", device="cpu")
-    assert restored.seed == 0 and len(restored.data.train_set) == 100
+    restored = restore_run(tmp_path / "1.pt", CPU)
+    assert restored.seed == 0 and len(restored.data.train) == 100
     assert restored.settings.config["DIGITS"]["validation_size"] is None
 
 
@@ -155,9 +157,9 @@ def test_a_checkpoint_saved_on_a_gpu_opens_on_the_cpu(runs, tmp_path, monkeypatc
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             torch.load(target, weights_only=True)
-    restored = restore_run(target, device="cpu")
+    restored = restore_run(target, CPU)
     assert next(restored.model.parameters()).device.type == "cpu"
-    payload = commands.evaluate_checkpoint(str(target), device="cpu", out=lambda _: None)
+    payload = commands.evaluate_checkpoint(str(target), CPU, out=lambda _: None)
     assert payload["accuracy"] == _records(runs.folders["std"])[1]["accuracy"]
 
 
@@ -196,16 +198,17 @@ def test_unreadable_and_foreign_checkpoints_are_one_line_errors(runs, tmp_path):
 def test_bad_arguments_and_folders_are_user_errors(runs, tmp_path):
     checkpoint = str(runs.checkpoint("encoder_memory"))
     with pytest.raises(UserError, match="--modality=memory does not match"):
-        restore_run(checkpoint, modality="memory")
+        restore_run(checkpoint, CheckpointOptions(modality="memory"))
     with pytest.raises(UserError, match="--modality=std does not match"):
-        commands.evaluate_folder(str(runs.folders["encoder_memory"]), modality="std", device="cpu", out=_quiet,
+        commands.evaluate_folder(str(runs.folders["encoder_memory"]), CheckpointOptions(modality="std", device="cpu"), out=_quiet,
                                  note=_quiet)
     with pytest.raises(UserError, match="--passes must be at least 1"):
-        commands.evaluate_checkpoint(checkpoint, passes=0, device="cpu", out=_quiet)
+        commands.evaluate_checkpoint(checkpoint, CPU, passes=0, out=_quiet)
     with pytest.raises(UserError, match="--batch_size_test must be at least 1"):
-        commands.evaluate_checkpoint(checkpoint, batch_size_test=0, device="cpu", out=_quiet)
+        commands.evaluate_checkpoint(checkpoint, CheckpointOptions(batch_size_test=0, device="cpu"), out=_quiet)
     with pytest.raises(DatasetError, match="CIFAR10 files not found"):
-        commands.evaluate_checkpoint(checkpoint, dataset_dir=str(tmp_path / "nowhere"), device="cpu", out=_quiet)
+        commands.evaluate_checkpoint(checkpoint, CheckpointOptions(dataset_dir=str(tmp_path / "nowhere"), device="cpu"),
+                                     out=_quiet)
     with pytest.raises(UserError, match="holds no run checkpoints"):
         commands.evaluate_folder(str(tmp_path), out=_quiet, note=_quiet)
     mixed = tmp_path / "mixed"
@@ -213,8 +216,7 @@ def test_bad_arguments_and_folders_are_user_errors(runs, tmp_path):
     shutil.copy(runs.checkpoint("std"), mixed / "1.pt")
     shutil.copy(runs.checkpoint("memory"), mixed / "2.pt")
     with pytest.raises(UserError, match="mixes runs of different cells"):
-        commands.evaluate_folder(str(mixed), device="cpu", out=_quiet, note=_quiet)
+        commands.evaluate_folder(str(mixed), CPU, out=_quiet, note=_quiet)
     (tmp_path / "blocker").write_bytes(b"")
     with pytest.raises(UserError, match="cannot write"):
-        commands.evaluate_checkpoint(checkpoint, json_path=str(tmp_path / "blocker" / "x.json"), device="cpu",
-                                     out=_quiet)
+        commands.evaluate_checkpoint(checkpoint, CPU, json_path=str(tmp_path / "blocker" / "x.json"), out=_quiet)

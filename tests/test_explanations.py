@@ -17,7 +17,10 @@ from conftest import run_script
 from suite import commands, explain, figures
 from suite.errors import UserError
 from suite.explain import ExplanationCounts, ModelExplanation, count_explanations, select_memories
-from suite.restore import restore_run
+from suite.restore import CheckpointOptions, restore_run
+
+CPU = CheckpointOptions(device="cpu")
+FIGURE_CPU = CheckpointOptions(batch_size_test=3, device="cpu")
 from trained_runs import trained_runs
 
 
@@ -76,29 +79,35 @@ def test_count_shapes_are_checked():
 
 class _ConstantModel(nn.Module):
     """Inputs (test batches of 25) are predicted `input_class`, memory samples (10) `memory_class`;
-    the weight always peaks on memory sample 0."""
+    the weight always peaks on memory sample 0. Encodings carry the size of the batch they came from."""
 
-    uses_memory = True
+    uses_memory, uses_memory_labels = True, False
 
     def __init__(self, input_class: int, memory_class: int):
         super().__init__()
         self.input_class, self.memory_class = input_class, memory_class
 
-    def forward(self, x, memory, return_weights=False):
-        predicted = self.memory_class if x.shape[0] == 10 else self.input_class
-        logits = torch.nn.functional.one_hot(torch.full((x.shape[0],), predicted), 10).float()
-        weights = torch.zeros(x.shape[0], memory.shape[0])
+    def forward_encoder(self, x):
+        return torch.full((x.shape[0], 1), float(x.shape[0]))
+
+    def classify(self, features, memory_features, memory_labels=None, return_weights=False):
+        predicted = self.memory_class if features[0, 0] == 10 else self.input_class
+        logits = torch.nn.functional.one_hot(torch.full((features.shape[0],), predicted), 10).float()
+        weights = torch.zeros(features.shape[0], memory_features.shape[0])
         weights[:, 0] = 1.0
         return (logits, weights) if return_weights else logits
+
+    def forward(self, x, memory, return_weights=False, memory_labels=None):
+        return self.classify(self.forward_encoder(x), self.forward_encoder(memory), memory_labels, return_weights)
 
 
 @pytest.mark.parametrize("memory_class", [3, 4])
 def test_explain_run_gives_the_known_answer_of_a_constructed_model(runs, memory_class):
-    restored = restore_run(runs.checkpoint("memory"), device="cpu")
-    assert restored.data.test_loader.batch_size == 25 and restored.settings.mem_examples == 10
+    restored = restore_run(runs.checkpoint("memory"), CPU)
+    assert restored.data.batch_size_test == 25 and restored.settings.mem_examples == 10
     restored.model = _ConstantModel(3, memory_class)
     result = explain.explain_run(restored, passes=2)
-    labels = torch.tensor([label for _, label in restored.data.test_set])
+    labels = restored.data.test.labels
     share_of_threes = 100.0 * float((labels == 3).float().mean())
     if memory_class == 3:  # every top memory sample is an example
         assert result.explanation_accuracy == 100.0 and result.counterfactual_accuracy is None
@@ -137,18 +146,18 @@ def test_explanation_accuracy_script(runs, tmp_path, modality):
     mean, std = explain.mean_and_std([r["explanation_accuracy"] for r in payload["runs"]])
     assert match.group(1) == f"{mean:.2f}" and match.group(2) == f"{std:.2f}"
     # Same numbers again in-process: every draw is seeded by the run.
-    again = explain.explain_run(restore_run(folder / "1.pt", device="cpu"), passes=5)
+    again = explain.explain_run(restore_run(folder / "1.pt", CPU), passes=5)
     assert again.as_dict() == {k: v for k, v in payload["runs"][0].items() if k not in ("run", "checkpoint", "seed")}
 
 
 def test_full_memory_pool_draws_100_memories_from_the_whole_split(runs):
-    restored = restore_run(runs.checkpoint("encoder_memory"), device="cpu")
+    restored = restore_run(runs.checkpoint("encoder_memory"), CPU)
     pool, size = explain.memory_pool(restored, "full")
     assert size == 100 and len(pool) == 200 - 20  # all but the validation images
     subset, size = explain.memory_pool(restored, "subset")
     assert size == 10 and len(subset) == 100
-    payload = commands.explanation_accuracy(str(runs.folders["encoder_memory"]), passes=1, memory_pool="full",
-                                            device="cpu", json_path="", out=_quiet, note=_quiet)
+    payload = commands.explanation_accuracy(str(runs.folders["encoder_memory"]), CPU, passes=1, memory_pool="full",
+                                            json_path="", out=_quiet, note=_quiet)
     assert payload["memory_pool"] == "full" and len(payload["runs"]) == 2
 
 
@@ -204,7 +213,7 @@ def test_integrated_gradients_completeness_with_one_step_per_forward(modality):
     with torch.no_grad():
         target = int(model(x, memory).argmax())
         gap = (model(x, memory)[0, target] - model(*baselines)[0, target]).item()
-    input_attr, memory_attr = explain.integrated_gradients(model, x, memory, target, baselines, 40, 1)
+    input_attr, memory_attr = explain.attribute(model, x, memory, target, baselines, n_steps=40, internal_batch_size=1)
     assert input_attr.shape == x.shape and memory_attr.shape == memory.shape
     assert (input_attr.sum() + memory_attr.sum()).item() == pytest.approx(gap, rel=1e-6, abs=1e-9)
 
@@ -217,15 +226,15 @@ def test_internal_batch_size_mixes_interpolation_steps_in_one_memory():
     seen = []
     original_forward = model.forward
 
-    def spy(inputs, mem, return_weights=False):
+    def spy(inputs, mem, return_weights=False, memory_labels=None):
         seen.append((inputs.shape[0], mem.shape[0]))
-        return original_forward(inputs, mem, return_weights)
+        return original_forward(inputs, mem, return_weights, memory_labels)
 
     model.forward = spy
-    one = explain.integrated_gradients(model, x, memory, 0, baselines, 40, 1)
+    one = explain.attribute(model, x, memory, 0, baselines, n_steps=40, internal_batch_size=1)
     assert set(seen) == {(1, 5)} and len(seen) == 40
     seen.clear()
-    two = explain.integrated_gradients(model, x, memory, 0, baselines, 40, 2)
+    two = explain.attribute(model, x, memory, 0, baselines, n_steps=40, internal_batch_size=2)
     assert set(seen) == {(2, 10)} and len(seen) == 20  # 2 inputs attend over both steps' memories
     assert not torch.allclose(one[1], two[1], rtol=1e-3, atol=1e-9)
 
@@ -263,19 +272,19 @@ def test_heatmaps_script(runs, tmp_path, modality, args, names):
 
 def test_figures_are_reproducible_and_refuse_std_models(runs, tmp_path):
     checkpoint = str(runs.checkpoint("encoder_memory"))
-    first = commands.memory_images(checkpoint, max_images=4, images_dir=tmp_path / "a", device="cpu", out=_quiet)
-    second = commands.memory_images(checkpoint, max_images=3, images_dir=tmp_path / "b", device="cpu", out=_quiet)
+    first = commands.memory_images(checkpoint, FIGURE_CPU, max_images=4, images_dir=tmp_path / "a", out=_quiet)
+    second = commands.memory_images(checkpoint, FIGURE_CPU, max_images=3, images_dir=tmp_path / "b", out=_quiet)
     assert [p.name for p in first] == ["2.png", "3.png"] and [p.name for p in second] == ["2.png"]
     _assert_picture(first[1], (1800, 1200))  # a partial last figure keeps the size and its last index
     assert np.array_equal(np.asarray(Image.open(first[0])), np.asarray(Image.open(second[0])))
-    heat = commands.heatmaps(checkpoint, max_images=2, batch_size_test=2, images_dir=tmp_path, device="cpu",
-                             out=_quiet)
+    heat = commands.heatmaps(checkpoint, CheckpointOptions(batch_size_test=2, device="cpu"), max_images=2,
+                             images_dir=tmp_path, out=_quiet)
     assert [p.name for p in heat] == ["1.png"]
     _assert_picture(heat[0], (800, 600))  # two inputs side by side: (8, 6) inches
     std = str(runs.checkpoint("std"))
     for make in (commands.memory_images, commands.heatmaps):
         with pytest.raises(UserError, match="holds a std model"):
-            make(std, images_dir=tmp_path, device="cpu", out=_quiet)
+            make(std, CPU, images_dir=tmp_path, out=_quiet)
 
 
 def test_figure_arguments_are_checked(runs, tmp_path):
@@ -285,7 +294,7 @@ def test_figure_arguments_are_checked(runs, tmp_path):
     with pytest.raises(UserError, match="--baseline must be one of"):
         commands.heatmaps(checkpoint, baseline="grey", images_dir=tmp_path, out=_quiet)
     with pytest.raises(UserError, match="--modality=encoder_memory does not match"):
-        commands.heatmaps(checkpoint, modality="encoder_memory", images_dir=tmp_path, out=_quiet)
+        commands.heatmaps(checkpoint, CheckpointOptions(modality="encoder_memory"), images_dir=tmp_path, out=_quiet)
     assert not (tmp_path / "saliency").exists() and not (tmp_path / "mem_images").exists()
 
 

@@ -117,9 +117,10 @@ def test_unknown_names_and_bad_overrides_stop_before_any_work(tmp_path):
     path = write_tiny_grid(tmp_path, models=("shufflenet", "lenet"))
     result = grid_cli(f"--grid={path}", cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
+    import architectures
+
     assert result.stderr.strip().splitlines() == [
-        f"error: grid file '{path}': unknown model 'lenet' in 'models'; valid: densenet, efficientnet, googlenet, "
-        "mobilenet, resnet18, shufflenet, vit"]
+        f"error: grid file '{path}': unknown model 'lenet' in 'models'; valid: {', '.join(architectures.list_models())}"]
     path = write_tiny_grid(tmp_path, extra=("DIGITS.epochs=3",))
     with pytest.raises(ConfigError, match="cell DIGITS/std/shufflenet/40: unknown config key 'DIGITS.epochs'"):
         make_plan(load_grid(path))

@@ -18,7 +18,8 @@ from conftest import REPO, run_script, tiny_config, write_config
 from suite.checkpoints import CHECKPOINT_KEYS, RunLog, load_checkpoint
 from suite.config import TrainSettings, validate
 from suite.errors import CheckpointError, TrainingDiverged
-from suite.training import SmoothedCrossEntropy, build_optimizer, build_scheduler, train_run, warmup_cosine_factor
+from suite.recipe import SmoothedCrossEntropy, build_optimizer, build_scheduler, warmup_cosine_factor
+from suite.training import train_run
 
 
 def _settings(tmp_path: Path, dataset_dir: Path, modality: str = "encoder_memory", **overrides) -> TrainSettings:
@@ -171,7 +172,7 @@ def test_label_smoothing_matches_a_hand_computation():
 
 # ---- bad input --------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, message", [
-    (["--set", "model=lenet"], "error: unknown model 'lenet'; valid models: densenet, efficientnet"),
+    (["--set", "model=lenet"], "error: unknown model 'lenet'; valid models: densenet, efficientnet, googlenet"),
     (["--set", "dataset_name=MNIST"], "error: unknown dataset 'MNIST'"),
     (["--set", "nonsense=1"], "error: unknown config key 'nonsense'"),
     (["--set", "download=false", "--set", "dataset_dir=nowhere"], "error: SVHN file 'nowhere/train_32x32.mat' not"),

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -147,6 +147,25 @@ class ImageFolderImages(Dataset):
         except (OSError, UnidentifiedImageError) as error:
             raise DatasetError(f"cannot decode image {path} ({error})") from None
         return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), label
+
+
+def gather_images(dataset: Dataset, indices: list[int] | range) -> tuple[Tensor, Tensor]:
+    """(uint8 images [n, 3, H, W], int64 labels [n]) of `indices`, as one tensor each.
+
+    In-memory datasets are indexed at once; image folders (CINIC10) are decoded with a thread
+    pool (PIL releases the GIL while decoding), once per process thanks to `open_images`' cache.
+    """
+    indices = list(indices)
+    if isinstance(dataset, TensorImages):
+        where = torch.as_tensor(indices, dtype=torch.long)
+        return dataset.images[where], dataset.labels[where]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        items = list(pool.map(dataset.__getitem__, indices))
+    if not items:
+        return torch.empty(0, 3, 32, 32, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
 # ---- scikit-learn digits (ships with the package, no download) ----------------------------------

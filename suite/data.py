@@ -1,0 +1,235 @@
+"""One run's data, resident on the training device: the training subset and the test set as uint8
+tensors, batched transforms, batches and memory draws made by seeded generators on that device.
+
+Why: a training step used to run per-image Python on the CPU (128 inputs and a 100-image memory
+draw through torchvision transforms, 11 ms on a fast machine, up to half of a GPU step). Here a
+batch is a gather from a resident tensor, the flip is one `torch.where`, normalisation one fused
+expression, and a memory draw is a `randperm` and a gather: no per-image Python in the step.
+
+The distributions are the original's: flips independent with p = 0.5 where the dataset flips
+(CIFAR10, CINIC10), a memory is a uniform sample without replacement of `mem_examples` images of
+the run's subset with the training transform, training batches are a fresh permutation per epoch
+(`drop_last` as the dataset's), test batches in order (shuffled for CINIC10, as the original).
+Every random stream has its own generator derived from the run's seed (suite.seeding), so draws
+repeat, resume exactly and do not depend on what else used the global RNG. The one exception is
+AutoAugment (ViT recipe): torchvision draws its choices from the global RNG, per image, which
+the run state saves and restores.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from .datasets import DatasetSpec, get_spec, open_images
+from .datasets.formats import gather_images
+from .errors import DatasetError
+from .seeding import seeded_generator
+from .split import split_indices
+
+
+@dataclass
+class ResidentImages:
+    """uint8 images [N, 3, H, W] and labels [N] on one device; `indices` are the dataset's own."""
+
+    images: Tensor
+    labels: Tensor
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+@dataclass
+class BatchTransform:
+    """uint8 [B, 3, H, W] -> normalised float: optional flips (one random number per image from the
+    given generator), optional AutoAugment per image, then (x / 255 - mean) / std, as torchvision's
+    ConvertImageDtype + Normalize compute it."""
+
+    mean: Tensor  # [1, 3, 1, 1] on the device
+    std: Tensor
+    flip: bool = False
+    autoaugment: torch.nn.Module | None = None
+    channels_last: bool = False
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.flip:
+            flipped = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
+            images = torch.where(flipped.view(-1, 1, 1, 1), images.flip(-1), images)
+        if self.autoaugment is not None:  # per image: torchvision picks one policy per call
+            images = torch.stack([self.autoaugment(image) for image in images])
+        pixels = images.float().div_(255.0).sub_(self.mean).div_(self.std)
+        return pixels.contiguous(memory_format=torch.channels_last) if self.channels_last else pixels
+
+
+def batch_transform(spec: DatasetSpec, device: torch.device, train: bool, normalization: str = "paper",
+                    autoaugment: bool = False, channels_last: bool = False) -> BatchTransform:
+    """The training transform (the dataset's flip, AutoAugment on request) or the test transform."""
+    mean, std = (torch.tensor(v, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+                 for v in spec.normalization(normalization))
+    augment = None
+    if train and autoaugment:
+        from torchvision import transforms
+
+        augment = transforms.AutoAugment(transforms.AutoAugmentPolicy[spec.autoaugment_policy])
+    return BatchTransform(mean, std, flip=train and spec.flip, autoaugment=augment, channels_last=channels_last)
+
+
+def undo_normalization(images: Tensor, spec: DatasetSpec, normalization: str = "paper") -> Tensor:
+    """Back to [0, 1] pixel space (clipped), for figures."""
+    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(-1, 1, 1)
+                 for v in spec.normalization(normalization))
+    return (images * std + mean).clamp(0.0, 1.0)
+
+
+class MemorySampler:
+    """A fresh uniform draw of `size` images of `pool` (without replacement) at every call, with the
+    training transform: `draw()` -> (images [size, 3, H, W] normalised, labels [size])."""
+
+    def __init__(self, pool: ResidentImages, size: int, generator: torch.Generator, transform: BatchTransform):
+        if size > len(pool):
+            raise DatasetError(f"mem_examples ({size}) is larger than the training subset ({len(pool)} images)")
+        self.pool, self.size, self.generator, self.transform = pool, size, generator, transform
+
+    def draw_indices(self) -> Tensor:
+        """Positions in the pool of one draw (the first `size` of a random permutation)."""
+        return torch.randperm(len(self.pool), generator=self.generator, device=self.pool.images.device)[: self.size]
+
+    def draw(self) -> tuple[Tensor, Tensor]:
+        chosen = self.draw_indices()
+        return self.transform(self.pool.images[chosen], self.generator), self.pool.labels[chosen]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def generator(seed: int, stream: str, device: torch.device) -> torch.Generator:
+    """A generator of the named stream of run `seed`, living on `device` (CPU and CUDA streams differ)."""
+    if device.type == "cpu":
+        return seeded_generator(seed, stream)
+    from .seeding import derive_seed
+
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, stream))
+
+
+@dataclass
+class RunData:
+    """Everything one run reads: its training subset and the test set on `device`, their transforms,
+    batch sizes and the training-time random streams (whose states the run state saves)."""
+
+    spec: DatasetSpec
+    device: torch.device
+    seed: int
+    train: ResidentImages
+    test: ResidentImages
+    train_transform: BatchTransform
+    test_transform: BatchTransform
+    batch_size_train: int
+    batch_size_test: int
+    mem_examples: int
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
+
+    # ---- training ---------------------------------------------------------------------------
+    @property
+    def train_steps(self) -> int:
+        """Batches per epoch: the loader's `len` (drop_last as the dataset's)."""
+        n, size = len(self.train), self.batch_size_train
+        return n // size if self.spec.drop_last else math.ceil(n / size)
+
+    def train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """One epoch: a fresh permutation of the subset, cut into batches; flips per image."""
+        order = torch.randperm(len(self.train), generator=self.generators["train_order"], device=self.device)
+        size = self.batch_size_train
+        for step in range(self.train_steps):
+            chosen = order[step * size:(step + 1) * size]
+            yield (self.train_transform(self.train.images[chosen], self.generators["train_flips"]),
+                   self.train.labels[chosen])
+
+    def training_memory(self) -> MemorySampler:
+        """The sampler of training-time memories (its generator is saved with the run state)."""
+        return MemorySampler(self.train, self.mem_examples, self.generators["train_memory"], self.train_transform)
+
+    # ---- evaluation -------------------------------------------------------------------------
+    def memory_sampler(self, stream: str, pool: ResidentImages | None = None, size: int | None = None) -> MemorySampler:
+        """An independent sampler seeded by the run and `stream` alone (evaluation, explanations):
+        the same checkpoint gets the same draws whenever it is evaluated."""
+        return MemorySampler(pool if pool is not None else self.train, size or self.mem_examples,
+                             generator(self.seed, stream, self.device), self.train_transform)
+
+    def test_index_batches(self, order: torch.Generator | None = None) -> Iterator[Tensor]:
+        """Positions in the test set of each test batch: in order, or a permutation drawn from
+        `order` for datasets whose original test loader shuffled (CINIC10)."""
+        n = len(self.test)
+        if self.spec.shuffle_test:
+            if order is None:
+                raise ValueError(f"{self.spec.name}'s test batches are shuffled: pass a generator")
+            positions = torch.randperm(n, generator=order, device=self.device)
+        else:
+            positions = torch.arange(n, device=self.device)
+        for start in range(0, n, self.batch_size_test):
+            yield positions[start:start + self.batch_size_test]
+
+    def test_inputs(self, positions: Tensor) -> Tensor:
+        return self.test_transform(self.test.images[positions])
+
+    @property
+    def test_batches_count(self) -> int:
+        return math.ceil(len(self.test) / self.batch_size_test)
+
+    # ---- run state --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {name: gen.get_state() for name, gen in self.generators.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, gen in self.generators.items():
+            gen.set_state(state[name])
+
+
+TRAINING_STREAMS = ("train_order", "train_flips", "train_memory")
+
+
+def resident(name: str, dataset_dir: str, train: bool, download: bool, indices: list[int] | None,
+             device: torch.device) -> ResidentImages:
+    raw = open_images(name, dataset_dir, train, download)
+    indices = list(range(len(raw))) if indices is None else list(indices)
+    images, labels = gather_images(raw, indices)
+    return ResidentImages(images.to(device), labels.to(device), indices)
+
+
+def validation_size(config: dict) -> int:
+    spec = get_spec(config["dataset_name"])
+    size = config[spec.name].get("validation_size")
+    return spec.validation_size if size is None else size
+
+
+def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu",
+                   train_examples: int | None = None) -> RunData:
+    """Split, resident images, transforms and generators of run `seed`, from a validated config.
+
+    `train_examples` replaces the config's (explanation_accuracy's "full" memory pool).
+    """
+    device = torch.device(device)
+    spec = get_spec(config["dataset_name"])
+    section = config[spec.name]
+    train_examples = config["train_examples"] if train_examples is None else train_examples
+    root, download = config["dataset_dir"], config["download"]
+    train_raw = open_images(spec.name, root, True, download)
+    test_raw = open_images(spec.name, root, False, download)
+    train_indices, _ = split_indices(len(train_raw), train_examples, validation_size(config), seed)
+    train = resident(spec.name, root, True, download, train_indices, device)
+    test = resident(spec.name, root, False, download, range(len(test_raw)), device)
+    channels_last = config.get("channels_last", False)
+    return RunData(
+        spec=spec, device=device, seed=seed, train=train, test=test,
+        train_transform=batch_transform(spec, device, True, config["normalization"], config["autoaugment"],
+                                        channels_last),
+        test_transform=batch_transform(spec, device, False, config["normalization"], channels_last=channels_last),
+        batch_size_train=min(config["batch_size_train"], len(train)), batch_size_test=config["batch_size_test"],
+        mem_examples=section["mem_examples"],
+        generators={stream: generator(seed, stream, device) for stream in TRAINING_STREAMS})
