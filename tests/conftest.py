@@ -45,8 +45,9 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a top-level script through its CLI, as a user would."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=env,
+def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 600,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a top-level script through its CLI, as a user would (`env`: extra environment variables)."""
+    environment = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=environment,
                           capture_output=True, text=True, timeout=timeout)
