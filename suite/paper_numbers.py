@@ -1,4 +1,4 @@
-"""The accuracies the original repository states for MobileNetV2 (README; REFERENCE.md section 7).
+"""The accuracies the original repository states for MobileNetV2 (README; docs/protocol.md, Reference numbers).
 
 Mean test accuracy in % over 15 runs; no standard deviations were given. "Std" is the plain
 classifier (`std`), "Memory Wrap" the encoder + memory head (`encoder_memory`); the only-memory
