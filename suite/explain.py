@@ -25,12 +25,12 @@ from .data import MemorySampler, ResidentImages, RunData, build_run_data, genera
 from .datasets import DatasetSpec
 from .evaluation import encode_test_set
 from .progress import track
+from .restore import ORIGINAL_SPLIT_SEED
 from .seeding import derive_seed
 from .stats import mean_and_std, mean_defined  # noqa: F401  (mean_and_std: re-exported for callers)
 
 MEMORY_POOLS = ("subset", "full")
 ORIGINAL_MEMORY_SIZE = 100  # explanation_accuracy.py hard-coded its memory batch
-ORIGINAL_SPLIT_SEED = 42
 BASELINES = ("ones", "white", "black")
 
 

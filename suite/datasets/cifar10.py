@@ -38,7 +38,8 @@ def open_cifar10(root: Path, train: bool, download: bool) -> Dataset:
 
 CIFAR10_SPEC = register_dataset(DatasetSpec(
     "CIFAR10", CIFAR10_CLASSES, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), validation_size=6000,
-    flip=True, drop_last=True, shuffle_test=False, autoaugment_policy="CIFAR10", open=open_cifar10,
+    flip=True, drop_last=True, shuffle_test=False, autoaugment_policy="CIFAR10", sizes=(50000, 10000),
+    open=open_cifar10,
     default_section={"num_epochs": 300, "opt_milestones": [150, 225], "mem_examples": 100,
                      "lr_schedule": "multistep"},
     vit_mean=(0.4914, 0.4822, 0.4465), vit_std=(0.2470, 0.2435, 0.2616)))

@@ -26,5 +26,5 @@ def open_cinic10(root: Path, train: bool, download: bool) -> Dataset:
 # 10 images held out, cosine annealing.
 CINIC10_SPEC = register_dataset(DatasetSpec(
     "CINIC10", CIFAR10_CLASSES, CINIC_MEAN, CINIC_STD, validation_size=10, flip=True, drop_last=False,
-    shuffle_test=True, autoaugment_policy="CIFAR10", open=open_cinic10,
+    shuffle_test=True, autoaugment_policy="CIFAR10", sizes=(90000, 90000), open=open_cinic10,
     default_section={"num_epochs": 300, "opt_milestones": [150, 225], "mem_examples": 100, "lr_schedule": "cosine"}))

@@ -17,5 +17,5 @@ def open_digits(root: Path, train: bool, download: bool) -> Dataset:
 
 DIGITS_SPEC = register_dataset(DatasetSpec(
     "DIGITS", tuple(str(d) for d in range(10)), DIGITS_MEAN, DIGITS_STD, validation_size=100, flip=False,
-    drop_last=True, shuffle_test=False, autoaugment_policy="SVHN", open=open_digits,
+    drop_last=True, shuffle_test=False, autoaugment_policy="SVHN", sizes=(1297, 500), open=open_digits,
     default_section={"num_epochs": 20, "opt_milestones": [12, 16], "mem_examples": 100, "lr_schedule": "multistep"}))

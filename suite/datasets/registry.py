@@ -35,6 +35,7 @@ class DatasetSpec:
     default_section: dict[str, Any] = field(default_factory=dict)  # num_epochs, opt_milestones, ...
     vit_mean: tuple[float, float, float] | None = None  # the ViT scripts' normalisation (default: mean)
     vit_std: tuple[float, float, float] | None = None
+    sizes: tuple[int, int] | None = None  # nominal (training split, test set) images, for time estimates only
 
     @property
     def num_classes(self) -> int:

@@ -28,6 +28,6 @@ def open_svhn(root: Path, train: bool, download: bool) -> Dataset:
 
 SVHN_SPEC = register_dataset(DatasetSpec(
     "SVHN", DIGIT_CLASSES, IMAGENET_MEAN, IMAGENET_STD, validation_size=6000, flip=False, drop_last=True,
-    shuffle_test=False, autoaugment_policy="SVHN", open=open_svhn,
+    shuffle_test=False, autoaugment_policy="SVHN", sizes=(73257, 26032), open=open_svhn,
     default_section={"num_epochs": 40, "opt_milestones": [20, 30], "mem_examples": 100, "lr_schedule": "multistep"},
     vit_mean=(0.4377, 0.4438, 0.4728), vit_std=(0.1980, 0.2010, 0.1970)))

@@ -1,0 +1,72 @@
+"""Device-hours of runs still to train, from step times measured on named hardware.
+
+`benchmarks/train_step.py --record` measures, per encoder, the seconds of one training step
+(128 inputs + 100 memories, the default precision of that device) and the evaluation costs
+(encoding 500 test images; one pass's batch: a memory draw's encoding and the head), and keeps
+them per hardware in benchmarks/step_times.json. A run's estimate is then
+    epochs x steps per epoch x step time (scaled by the step's images)
+  + test batches x encoding time + passes x test batches x per-batch time (memory models).
+It ignores process start-up and data loading, and is as good as the profile's match to the run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+from .config import TrainSettings
+from .datasets import get_spec
+
+PROFILE_IMAGES = 128 + 100  # images per step when the profile was measured
+PROFILE_TEST_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Estimate:
+    hardware: str
+    hours: float
+    runs: int
+    unknown_models: tuple[str, ...]  # models of the plan the profile has no time for
+    training_only: bool  # the profile has no evaluation costs
+
+    def line(self) -> str:
+        parts = [f"{self.hours:,.1f} device-hours for {self.runs} runs on {self.hardware}"]
+        if self.training_only:
+            parts.append("training only (the profile has no evaluation costs)")
+        if self.unknown_models:
+            parts.append(f"without {', '.join(self.unknown_models)} (not in the profile)")
+        return "; ".join(parts)
+
+
+def run_seconds(settings: TrainSettings, times: dict) -> tuple[float, bool]:
+    """(estimated seconds of one run, whether evaluation was included)."""
+    spec = get_spec(settings.dataset_name)
+    if spec.sizes is None:
+        raise ValueError(f"dataset {spec.name} has no nominal sizes for estimates")
+    train_split, test_size = spec.sizes
+    validation = settings.dataset.get("validation_size")
+    subset = min(settings.train_examples, train_split - (spec.validation_size if validation is None else validation))
+    batch = min(settings.config["batch_size_train"], subset)
+    steps = subset // batch if spec.drop_last else math.ceil(subset / batch)
+    memory = settings.mem_examples if settings.modality != "std" else 0
+    seconds = settings.num_epochs * steps * times["train_step"] * (batch + memory) / PROFILE_IMAGES
+    if "encode_500" not in times:
+        return seconds, False
+    batches = math.ceil(test_size / PROFILE_TEST_BATCH)
+    passes = settings.config["eval_passes"] if settings.modality != "std" else 0
+    seconds += batches * times["encode_500"] + passes * batches * times.get("pass_batch_500", 0.0)
+    return seconds, True
+
+
+def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: dict) -> Estimate:
+    total, runs, unknown, with_eval = 0.0, 0, set(), True
+    for settings in settings_of_runs:
+        runs += 1
+        times = profile["models"].get(settings.model)
+        if times is None:
+            unknown.add(settings.model)
+            continue
+        seconds, evaluated = run_seconds(settings, times)
+        total += seconds
+        with_eval &= evaluated
+    return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval)

@@ -1,0 +1,101 @@
+"""Extending the suite: an encoder, a dataset and an attribution method are each one registration,
+and the whole pipeline (training, checkpoints, evaluation, heat maps) then takes them.
+
+These are the worked examples of the README's "Extending the suite" section, run for real.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import architectures
+from architectures import MemoryWrapNet
+from architectures import registry as model_registry
+from suite import attribution, commands
+from suite.config import TrainSettings, validate
+from suite.datasets import DatasetSpec, list_datasets
+from suite.datasets import registry as dataset_registry
+from suite.datasets.formats import TensorImages
+from suite.evaluation import evaluate
+from suite.restore import CheckpointOptions, restore_run
+from suite.training import train_run
+
+
+# ---- what a user writes (each block would be one new file) -------------------------------------------
+class TinyConvNet(MemoryWrapNet):
+    """A new encoder: layers, `forward_encoder`, `build_head()` last."""
+
+    def __init__(self, modality: str, num_classes: int, width: int = 8):
+        super().__init__(modality, num_classes)
+        self.conv = nn.Conv2d(3, width, 3, padding=1)
+        self.feature_dim = 3 * width
+        self.build_head()
+
+    def forward_encoder(self, x: Tensor) -> Tensor:
+        """Average over three horizontal bands: where a stripe is survives the pooling."""
+        return nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), (3, 1)).flatten(1)
+
+
+def tiny_conv_net(modality: str, num_classes: int, width: int = 8) -> MemoryWrapNet:
+    return TinyConvNet(modality, num_classes, width)
+
+
+def open_stripes(root, train: bool, download: bool) -> TensorImages:
+    """A new dataset: three classes of 16x16 images, a bright stripe whose row depends on the class."""
+    generator = torch.Generator().manual_seed(0 if train else 1)
+    count = 90 if train else 30
+    labels = torch.arange(count) % 3
+    images = torch.randint(0, 40, (count, 3, 16, 16), generator=generator, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        images[i, :, 5 * label: 5 * label + 3, :] = 250
+    return TensorImages(images, labels)
+
+
+STRIPES = DatasetSpec("STRIPES", ("top", "middle", "bottom"), (0.3, 0.3, 0.3), (0.3, 0.3, 0.3), validation_size=10,
+                      flip=True, drop_last=True, shuffle_test=False, autoaugment_policy="CIFAR10", open=open_stripes,
+                      default_section={"num_epochs": 4, "opt_milestones": [], "mem_examples": 12,
+                                       "lr_schedule": "multistep"})
+
+
+def gradient_times_input(forward, inputs, baselines, target, *, scale: float = 1.0):
+    """A new attribution method: captum's InputXGradient, scaled."""
+    from captum.attr import InputXGradient
+
+    return tuple(scale * a for a in InputXGradient(forward).attribute(inputs, target=int(target)))
+
+
+# ---- registering them ----------------------------------------------------------------------------------
+@pytest.fixture
+def extended(monkeypatch):
+    """The three registrations (what the decorators / register_dataset do in a new file), undone after."""
+    monkeypatch.setitem(model_registry._MODELS, "tiny_conv", tiny_conv_net)
+    monkeypatch.setitem(model_registry._DISPLAY_NAMES, "tiny_conv", "TinyConv")
+    monkeypatch.setitem(dataset_registry._REGISTRY, "STRIPES", STRIPES)
+    monkeypatch.setitem(attribution._METHODS, "gradient_x_input",
+                        attribution.AttributionMethod("gradient_x_input", "Gradient x input", gradient_times_input))
+
+
+def test_a_new_encoder_dataset_and_attribution_go_through_the_whole_pipeline(extended, tmp_path):
+    assert "tiny_conv" in architectures.list_models() and "STRIPES" in list_datasets()
+    raw = {"model": "tiny_conv", "model_options": {"width": 12}, "train_examples": 80, "runs": 1,
+           "batch_size_train": 16, "batch_size_test": 10, "dataset_name": "STRIPES", "device": "cpu",
+           "models_dir": str(tmp_path / "models"), "eval_passes": 2,
+           "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}}
+    settings = TrainSettings(validate(raw, list_datasets()), "encoder_memory")  # no STRIPES section: defaults
+    assert settings.num_classes == 3 and settings.num_epochs == 4 and settings.mem_examples == 12
+    record = train_run(settings, 0).record
+    assert record["train_subset_size"] == 80 and record["accuracy"] > 60.0  # 3 classes: chance is 33 %
+
+    restored = restore_run(settings.output_dir / "1.pt", CheckpointOptions(device="cpu"))
+    assert isinstance(restored.model, TinyConvNet) and restored.model.conv.out_channels == 12
+    assert evaluate(restored.model, restored.data, 2).pass_accuracies == tuple(record["pass_accuracies"])
+
+    figures = commands.heatmaps(str(settings.output_dir / "1.pt"), CheckpointOptions(batch_size_test=1, device="cpu"),
+                                max_images=1, method="gradient_x_input", method_options={"scale": 2.0},
+                                images_dir=tmp_path / "images", out=lambda _: None)
+    assert [p.name for p in figures] == ["0.png"]
+    assert figures[0].parent == tmp_path / "images" / "saliency" / "STRIPES" / "encoder_memory" / "tiny_conv"
+    with pytest.raises(Exception, match="--n_steps does not apply to --method=gradient_x_input"):
+        commands.heatmaps(str(settings.output_dir / "1.pt"), CheckpointOptions(device="cpu"),
+                          method="gradient_x_input", method_options={"n_steps": 3}, images_dir=tmp_path)
