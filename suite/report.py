@@ -25,7 +25,8 @@ from .errors import UserError
 from .gridspec import Cell, Grid
 from .paper_numbers import paper_accuracy
 
-VARIANTS = {"std": "Std", "memory": "Only Memory", "encoder_memory": "Memory Wrap"}
+VARIANTS = {"std": "Std", "memory": "Only Memory", "encoder_memory": "Memory Wrap", "matching": "Matching Networks",
+            "protonet": "ProtoNet"}
 ENCODERS = {"mobilenet": "MobileNetV2", "efficientnet": "EfficientNetB0", "googlenet": "GoogLeNet",
             "shufflenet": "ShuffleNetV2", "densenet": "DenseNet", "resnet18": "ResNet18", "vit": "ViT"}
 COLORS = {"std": "#1f77b4", "memory": "#7f7f7f", "encoder_memory": "#d62728"}
@@ -372,4 +373,8 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
     paths = {}
     for kind, data in contents.items():
         paths[kind] = write_output(out_dir / FILES[kind], data)
+    from .journal.comparison import write_comparison  # the journal's comparison table, for grids that hold it
+
+    paths |= write_comparison(grid, {c: st.accuracies for c, st in collected.stats.items()}, collected.models_dir,
+                              out_dir)
     return collected, paths
