@@ -24,8 +24,11 @@ class MLP(nn.Module):
         self.activation = activation if activation is not None else nn.ReLU()
         self.fc2 = nn.Linear(hidden_dim, output_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.activation(self.fc1(x)))
+    def forward(self, x: Tensor, return_hidden: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits, or (logits, hidden) with the activation after the first layer."""
+        hidden = self.activation(self.fc1(x))
+        logits = self.fc2(hidden)
+        return (logits, hidden) if return_hidden else logits
 
 
 def content_weights(encoder_output: Tensor, memory: Tensor) -> Tensor:
@@ -57,13 +60,24 @@ class _MemoryLayer(nn.Module):
     def classifier_input(self, encoder_output: Tensor, memory_vector: Tensor) -> Tensor:
         raise NotImplementedError
 
+    @property
+    def output_weight(self) -> Tensor:
+        """W of the MLP's last layer, [C, hidden]: W[c] * hidden is what each unit adds to logit c."""
+        return self.fc.fc2.weight
+
+    def forward_with_hidden(self, encoder_output: Tensor, memory_set: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits [B, C], hidden [B, hidden], weights [B, m]): `forward` plus the MLP's hidden
+        activation, which the journal's example-quality baselines (CHP, KNN*) compare inputs by."""
+        weights = content_weights(encoder_output, memory_set)
+        memory_vector = torch.matmul(weights, memory_set)  # un-normalised memory encodings
+        logits, hidden = self.fc(self.classifier_input(encoder_output, memory_vector), return_hidden=True)
+        return logits, hidden, weights
+
     def forward(
         self, encoder_output: Tensor, memory_set: Tensor, return_weights: bool = False
     ) -> Tensor | tuple[Tensor, Tensor]:
         """memorywrap's signature: (encoder output [B, d], encoded memory [m, d], return_weights)."""
-        weights = content_weights(encoder_output, memory_set)
-        memory_vector = torch.matmul(weights, memory_set)  # un-normalised memory encodings
-        logits = self.fc(self.classifier_input(encoder_output, memory_vector))
+        logits, _, weights = self.forward_with_hidden(encoder_output, memory_set)
         return (logits, weights) if return_weights else logits
 
 

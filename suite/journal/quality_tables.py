@@ -1,0 +1,52 @@
+"""Tables of the explanation-quality experiments: one Markdown and one CSV text per cell, plus JSON.
+
+Kept apart from suite/report.py (Table 1 of the grid) because these tables have a different shape:
+rows are methods, columns are scores, each cell is the mean and population std over the runs.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from ..checkpoints import write_output
+
+
+def mean_std_text(mean: float | None, std: float | None, digits: int = 4) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow([_csv_value(value) for value in row])
+    return buffer.getvalue()
+
+
+def _csv_value(value: object) -> object:
+    """Missing values (None, NaN) are empty cells; floats get 6 significant digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def json_text(payload: dict) -> str:
+    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_texts(files: dict[Path, str]) -> list[str]:
+    """Write each file atomically; returns the paths written."""
+    return [str(write_output(path, text.encode())) for path, text in files.items()]
