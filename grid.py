@@ -2,7 +2,8 @@
 
     python grid.py --grid=config/table1.yaml [--workers=N] [--gpus=0,1] [--dry_run]
     python grid.py --grid=config/table1.yaml --executor=slurm --slurm_partition=gpu --timeout_min=240
-    python grid.py report --grid=config/table1.yaml [--out=DIR]
+    python grid.py report --grid=config/table1.yaml [--out=DIR]      # the table, its figure, training curves
+    python grid.py migrate --grid=config/table1.yaml                 # results.jsonl -> one record file per run
 
 Each run of each cell is one unit of work: finished runs are never repeated, interrupted ones resume
 from their last finished epoch, and several commands (or Slurm tasks) can share one grid.
@@ -53,7 +54,7 @@ flags.DEFINE_bool("wait", False, "slurm: wait for the jobs and print their outco
 flags.DEFINE_string("submitit_dir", None, "slurm: folder of submitit's job files and logs "
                                           "(default grids/GRID_NAME/submitit).")
 flags.DEFINE_string("out", None, "report: output folder (default grids/GRID_NAME/report).")
-flags.DEFINE_string("models_dir", None, "report: folder searched for results.jsonl (default the grid's models_dir).")
+flags.DEFINE_string("models_dir", None, "report: folder searched for run records (default the grid's models_dir).")
 flags.mark_flag_as_required("grid")
 
 
@@ -62,12 +63,31 @@ def default_folder(grid_path: Path, kind: str) -> Path:
 
 
 def report() -> None:
+    from suite.curves import CURVES_FOLDER, write_curves
     from suite.report import write_report
 
     grid = load_grid(FLAGS.grid, FLAGS.set)
-    collected, paths = write_report(grid, FLAGS.out or default_folder(grid.path, "report"), FLAGS.models_dir)
+    out = Path(FLAGS.out or default_folder(grid.path, "report"))
+    collected, paths = write_report(grid, out, FLAGS.models_dir)
+    curves, notes = write_curves(collected, out)
     print(Path(paths["markdown"]).read_text(), end="")
-    print("Wrote " + ", ".join(str(p) for p in paths.values()))
+    for note in notes:
+        print(f"- note (curves): {note}")
+    print("Wrote " + ", ".join(str(p) for p in paths.values())
+          + (f" and {len(curves)} training-curve figure(s) in {out / CURVES_FOLDER}" if curves else ""))
+
+
+def migrate() -> None:
+    """Per-run record files for the cells of the grid that still have a results.jsonl of an earlier version."""
+    from suite.records import RESULTS_FILE, migrate_results
+
+    grid = load_grid(FLAGS.grid, FLAGS.set)
+    folders = sorted({grid.cell_settings(cell, grid.lenient_dataset_names(), list(grid.models)).output_dir
+                      for cell in grid.cells()})
+    for folder in folders:
+        if (folder / RESULTS_FILE).is_file():
+            written = migrate_results(folder)
+            print(f"{folder}: {written} record(s) written, {RESULTS_FILE} renamed to {RESULTS_FILE}.migrated")
 
 
 def run() -> None:
@@ -95,6 +115,7 @@ def run() -> None:
         for device in sorted({task.settings.config["device"] for task in plan.todo}):
             resolve_device(device)
     print(plan.headline(), flush=True)
+    runner.remove_finished_resume_files(plan)
     runner.prepare_datasets(plan.todo, lambda line: print(line, flush=True))
     out = lambda line: print(line, flush=True)  # noqa: E731
     if FLAGS.executor == "local":
@@ -118,11 +139,12 @@ def run() -> None:
 @user_errors
 def main(argv: list[str]) -> None:
     command = argv[1:]
-    if command == ["report"]:
-        report()
+    subcommands = {"report": report, "migrate": migrate}
+    if len(command) == 1 and command[0] in subcommands:
+        subcommands[command[0]]()
         return
     if command:
-        raise UserError(f"unexpected arguments: {' '.join(command)} (the one subcommand is 'report'; "
+        raise UserError(f"unexpected arguments: {' '.join(command)} (the subcommands are 'report' and 'migrate'; "
                         "flags take the form --name=value)")
     try:
         run()

@@ -1,22 +1,20 @@
-"""Everything a run writes to disk: checkpoints, resume state, the results log, and run locks.
+"""Checkpoints: the model file `<run>.pt` and the resume state, read with one-line errors.
 
-Every file is written atomically (temporary file, fsync, rename), so a killed process leaves either
-the old file or the new one, never half of one. Checkpoints hold only tensors and plain values, so
-they load with `torch.load(weights_only=True)`.
+Checkpoints hold only tensors and plain values, so they load with `torch.load(weights_only=True)`,
+and are written atomically (suite.files). The names other modules imported from here before the
+records, locks and atomic writes got modules of their own are re-exported.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
-import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError, UserError
+from .files import atomic_write_bytes, write_output  # noqa: F401 - re-exported
+from .locks import LockLost, RunBusy, run_lock  # noqa: F401 - re-exported
+from .records import RESULTS_FILE, RunLog  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     import torch
@@ -25,44 +23,10 @@ if TYPE_CHECKING:
 CHECKPOINT_KEYS = ("model_state_dict", "train_examples", "mem_examples", "model_name", "num_classes", "modality",
                    "dataset_name")
 RUN_FILE = re.compile(r"^(\d+)\.pt$")
-RESULTS_FILE = "results.jsonl"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-
-
-def write_output(path: str | Path, data: bytes) -> Path:
-    """Atomic write of a result file (JSON, table, figure); a file system error is a one-line UserError."""
-    path = Path(path)
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as error:
-        raise UserError(f"cannot write '{path}': {error.strerror or error}") from None
-    return path
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    import torch  # imported here so that reading results.jsonl (the grid report) does not load torch
+    import torch  # imported here so that reading records (the grid report) does not load torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -112,72 +76,5 @@ def run_files(folder: Path) -> tuple[list[tuple[int, Path]], list[Path]]:
     return sorted(runs), sorted(others)
 
 
-# ---- results log --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _locked(lock_path: Path, blocking: bool = True) -> Iterator[bool]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class RunLog:
-    """`results.jsonl`: one JSON line per finished run; shared safely by concurrent workers."""
-
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / RESULTS_FILE
-        self._lock = Path(folder) / ".results.lock"
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        records = []
-        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise CheckpointError(f"'{self.path}' line {number} is not valid JSON") from None
-            if not isinstance(record, dict) or not isinstance(record.get("run"), int):
-                raise CheckpointError(f"'{self.path}' line {number} is not a run record")
-            records.append(record)
-        return records
-
-    def finished(self) -> dict[int, dict]:
-        """Run number (1-based) -> its latest record."""
-        return {record["run"]: record for record in self.read()}
-
-    def append(self, record: dict) -> None:
-        with _locked(self._lock):
-            kept = [r for r in self.read() if r["run"] != record["run"]]
-            lines = [json.dumps(r, sort_keys=True) for r in kept + [record]]
-            atomic_write_bytes(self.path, ("\n".join(lines) + "\n").encode())
-
-    def clear(self) -> None:
-        with _locked(self._lock):
-            self.path.unlink(missing_ok=True)
-
-
-class RunBusy(UserError):
-    """Another process is training this run right now."""
-
-
 class RunFinished(UserError):
-    """The run is already in results.jsonl (another worker finished it meanwhile)."""
-
-
-@contextlib.contextmanager
-def run_lock(folder: Path, run: int) -> Iterator[None]:
-    """Held while run `run` trains, so two workers never train the same run at once."""
-    with _locked(Path(folder) / f".{run}.lock", blocking=False) as acquired:
-        if not acquired:
-            raise RunBusy(f"run {run} in '{folder}' is being trained by another process")
-        yield
+    """The run is already recorded (another worker finished it meanwhile)."""

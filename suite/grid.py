@@ -2,33 +2,38 @@
 to Slurm array tasks (through submitit).
 
 The unit of work is one seeded run of a cell, so many workers share a cell. Every run goes through
-`train_run` (resume from the last finished epoch, a per-run lock, results.jsonl), which makes the
-grid safe to interrupt and to run from several places at once:
-- a run recorded in results.jsonl is never trained again (checked under the run's lock);
-- a run whose lock is held by another process is skipped;
+`train_run` (resume from the last finished epoch, a per-run lock that holds across nodes, a record
+file per run), which makes the grid safe to interrupt and to run from several places at once:
+- a recorded run (`<run>.json`, or a former results.jsonl line) is never trained again (checked
+  under the run's lock);
+- a run whose lock is held by a live process is skipped;
 - a worker killed mid-run loses at most its current epoch; the next worker resumes the run.
 
 torch is imported lazily: the script's module and spawned workers stay light until they train.
 """
 from __future__ import annotations
 
-import ctypes
 import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection, Mapping
+
+from submitit.helpers import Checkpointable
 
 from .checkpoints import RunLog
 from .config import TrainSettings, settings_difference
 from .errors import ConfigError, UserError
 from .gridspec import DEFAULT, Cell, Grid
+from .metrics import require_tensorboard
 
 Printer = Callable[[str], None]
 REPO = Path(__file__).resolve().parents[1]
@@ -95,30 +100,58 @@ def check_names(grid: Grid) -> list[str]:
     return names
 
 
-def make_plan(grid: Grid) -> Plan:
-    """Every run of the grid, split into finished and to-train; refuses results of other settings."""
-    names = check_names(grid)
+def plan_runs(grid: Grid, settings: Mapping[Cell, TrainSettings], records: Mapping[Cell, Mapping[int, dict]],
+              resume_files: Collection[tuple[Cell, int]]) -> Plan:
+    """Split runs 1..grid.runs of each cell of `settings` into done (a record with the cell's settings)
+    and todo (no record; resumable where (cell, run) is in `resume_files`). Reads nothing from disk.
+
+    `records` maps a cell to its records by run (a cell may be missing: no records). A record of
+    other settings for one of the grid's runs is refused (UserError): it would be neither redone
+    nor comparable. Records of runs above grid.runs are ignored.
+    """
     todo, done, resumable = [], [], set()
-    for cell in grid.cells():
-        settings = grid.cell_settings(cell, names)
-        log = RunLog(settings.output_dir)
-        finished = log.finished()
-        current = settings.comparable_json()
+    for cell, cell_settings in settings.items():
+        finished = records.get(cell, {})
+        current = cell_settings.comparable_json()
         for run, record in sorted(finished.items()):
-            if run <= grid.runs and record.get("settings") != current:
+            if 1 <= run <= grid.runs and record.get("settings") != current:
                 changed = settings_difference(record.get("settings") or {}, current)
-                raise UserError(f"'{log.path}' holds run {run} trained with other settings (differs in: "
-                                f"{', '.join(changed)}); give the grid another models_dir "
+                raise UserError(f"'{cell_settings.output_dir}' holds run {run} trained with other settings "
+                                f"(differs in: {', '.join(changed)}); give the grid another models_dir "
                                 "(overrides: [models_dir=...]) or move those results away")
         for run_index in range(grid.runs):
-            task = RunTask(cell, settings, run_index)
+            task = RunTask(cell, cell_settings, run_index)
             if task.run in finished:
                 done.append((task, finished[task.run]))
             else:
                 todo.append(task)
-                if (task.folder / f"{task.run}.resume.pt").exists():
+                if (cell, task.run) in resume_files:
                     resumable.add(task.label)
     return Plan(grid, todo, done, resumable)
+
+
+def resume_file(folder: Path, run: int) -> Path:
+    return Path(folder) / f"{run}.resume.pt"  # suite.training.resume_path, without importing torch
+
+
+def make_plan(grid: Grid) -> Plan:
+    """Every run of the grid, split into finished and to-train from the cell folders' records and
+    resume files; refuses results of other settings."""
+    names = check_names(grid)
+    settings = {cell: grid.cell_settings(cell, names) for cell in grid.cells()}
+    for cell_settings in settings.values():
+        require_tensorboard(cell_settings.config)
+    records = {cell: RunLog(s.output_dir).finished() for cell, s in settings.items()}
+    resume_files = {(cell, run) for cell, s in settings.items() for run in range(1, grid.runs + 1)
+                    if resume_file(s.output_dir, run).exists()}
+    return plan_runs(grid, settings, records, resume_files)
+
+
+def remove_finished_resume_files(plan: Plan) -> None:
+    """A resume file of a recorded run is garbage (left by a kill just after the record): remove it.
+    Safe at any time: a recorded run is never trained again."""
+    for task, _ in plan.done:
+        resume_file(task.folder, task.run).unlink(missing_ok=True)
 
 
 def dry_run_lines(plan: Plan) -> list[str]:
@@ -161,7 +194,7 @@ class Outcome:
     label: str
     status: str  # TRAINED, ALREADY_DONE, BUSY or FAILED
     message: str = ""
-    record: dict | None = None  # the results.jsonl fields the run line shows
+    record: dict | None = None  # the record fields the run line shows
     where: str = ""  # which worker / job
 
 
@@ -254,26 +287,28 @@ def default_threads(workers: int) -> int:
     return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: the kernel kills this worker when the grid process dies (no orphan keeps training)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
+def worker_devices(workers: int, gpus: list[str]) -> list[str | None]:
+    """Worker i gets GPU gpus[i % len(gpus)] (several workers may share one); None: the config's device."""
+    if not gpus:
+        return [None] * workers
+    return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
 
 
-def _local_worker(conn, index: int, device_name: str | None, threads: int, parent_pid: int) -> None:
-    """A worker process: receive a task, train it, send the outcome back; stop on None."""
+_WORKER: dict = {}  # in a worker process: its device, its label, or why it could not start
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker ends when the grid process is gone (killed too: no orphan keeps training)."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _start_worker(index: int, device_name: str | None, threads: int, parent_pid: int) -> None:
+    """Initializer of worker `index`: its device and threads, no progress bars, dies with the grid."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grid process's to handle
-    _die_with_parent(parent_pid)
-
-    def parent_alive(epoch: int) -> None:  # where PR_SET_PDEATHSIG is missing: stop after the epoch
-        if os.getppid() != parent_pid:
-            raise SystemExit(1)
-
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    device = None
     try:
         import torch
 
@@ -283,45 +318,33 @@ def _local_worker(conn, index: int, device_name: str | None, threads: int, paren
         progress.on_terminal = lambda: False  # no progress bars from several processes on one terminal
         torch.set_num_threads(threads)
         device = resolve_device(device_name) if device_name else None
-    except Exception as error:  # noqa: BLE001 - reported to the grid process, which stops starting workers
-        conn.send(("error", f"{error.__class__.__name__}: {error}"))
-        return
-    where = f"worker {index}" + (f", {device}" if device is not None else "")
-    conn.send(("ready", None))
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        outcome = execute(task, device, on_epoch_end=parent_alive, where=where)
-        if outcome.status == FAILED and device is not None and device.type == "cuda":
-            torch.cuda.empty_cache()
-        conn.send(("outcome", outcome))
+    except Exception as error:  # noqa: BLE001 - every run handed to this worker reports it
+        _WORKER["error"] = f"{error.__class__.__name__}: {error}"
+    _WORKER.update(device=device, where=f"worker {index}" + (f", {device}" if device is not None else ""))
+    print(f"worker {index}: pid {os.getpid()}, device {device_name or 'from the config'}, {threads} CPU threads",
+          flush=True)
 
 
-@dataclass
-class _Slot:
-    index: int
-    process: multiprocessing.process.BaseProcess
-    conn: multiprocessing.connection.Connection
-    device: str | None
-    task: RunTask | None = None
-    ready: bool = False
-    closing: bool = False
-    conn_open: bool = True
+def _work(task: RunTask) -> Outcome:
+    """A run, in a worker process."""
+    if "error" in _WORKER:
+        return Outcome(task.label, FAILED, f"the worker could not start: {_WORKER['error']}", where=_WORKER["where"])
+    device = _WORKER["device"]
+    outcome = execute(task, device, where=_WORKER["where"])
+    if outcome.status == FAILED and device is not None and device.type == "cuda":
+        import torch
 
-
-def worker_devices(workers: int, gpus: list[str]) -> list[str | None]:
-    """Worker i gets GPU gpus[i % len(gpus)] (several workers may share one); None: the config's device."""
-    if not gpus:
-        return [None] * workers
-    return [f"cuda:{gpus[i % len(gpus)]}" for i in range(workers)]
+        torch.cuda.empty_cache()
+    return outcome
 
 
 def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, out: Printer = print) -> Summary:
-    """Train the plan's runs with `workers` processes on this machine."""
+    """Train the plan's runs with `workers` processes on this machine.
+
+    Each worker is a one-process ProcessPoolExecutor (spawn), so that a worker that dies (killed, out
+    of memory) is known with its run: the run goes back to the queue and that worker alone restarts;
+    a run whose worker dies twice is reported failed.
+    """
     summary = Summary(planned_done=len(plan.done))
     queue = deque(plan.todo)
     if not queue:
@@ -330,105 +353,61 @@ def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, 
     threads = threads or default_threads(workers)
     devices = worker_devices(workers, list(gpus))
     context = multiprocessing.get_context("spawn")
-    slots: dict[int, _Slot] = {}
+    pools: dict[int, ProcessPoolExecutor] = {}
+    running: dict[Future, tuple[int, RunTask]] = {}
     deaths: Counter = Counter()
-    startup_failures, startup_error = 0, "it exited at once"
 
-    def start(index: int) -> None:
-        parent_conn, child_conn = context.Pipe()
-        process = context.Process(target=_local_worker, name=f"grid-worker-{index}",
-                                  args=(child_conn, index, devices[index], threads, os.getpid()))
-        process.start()
-        child_conn.close()
-        slots[index] = _Slot(index, process, parent_conn, devices[index])
-        out(f"worker {index}: pid {process.pid}, device {devices[index] or 'from the config'}, {threads} CPU threads")
+    def hand_out(index: int) -> None:
+        if not queue:
+            return
+        if index not in pools:
+            pools[index] = ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
+                                               initargs=(index, devices[index], threads, os.getpid()))
+        task = queue.popleft()
+        running[pools[index].submit(_work, task)] = (index, task)
 
-    def hand_out(slot: _Slot) -> None:
-        slot.task = queue.popleft() if queue else None
-        if slot.task is None:
-            slot.closing = True
-        try:
-            slot.conn.send(slot.task)
-        except (BrokenPipeError, OSError):
-            pass  # it died meanwhile; its sentinel tells, and the task goes back to the queue
-
-    def record(task: RunTask, outcome: Outcome) -> None:
-        summary.outcomes.append(outcome)
-        out(outcome_line(task, outcome))
-        if outcome.status == FAILED and "\n" in outcome.message:
-            out(outcome.message.split("\n", 1)[1].rstrip())
+    def died(index: int, task: RunTask) -> Outcome | None:
+        pools.pop(index).shutdown(wait=True)
+        deaths[task.label] += 1
+        if deaths[task.label] >= 2:
+            return Outcome(task.label, FAILED, "workers died twice while training it (out of memory?)")
+        out(f"worker {index} died while training {task.label}; the run goes back to the queue and resumes from "
+            "its last finished epoch")
+        summary.notes.append(f"  worker {index} died; its run went back to the queue")
+        queue.appendleft(task)
+        return None
 
     try:
         for index in range(workers):
-            start(index)
-        while slots:
-            waitables = [s.conn for s in slots.values() if s.conn_open] + [s.process.sentinel for s in slots.values()]
-            ready = multiprocessing.connection.wait(waitables)
-            for slot in list(slots.values()):
-                if slot.conn_open and slot.conn in ready:
-                    try:
-                        kind, payload = slot.conn.recv()
-                    except (EOFError, OSError):
-                        slot.conn_open = False
-                    else:
-                        if kind == "error":
-                            out(f"worker {slot.index} could not start: {payload}")
-                            startup_error = payload
-                            startup_failures += 1
-                            slot.closing = True
-                        else:
-                            if kind == "outcome" and slot.task is not None:
-                                record(slot.task, payload)
-                            slot.ready = True
-                            hand_out(slot)
-                if slot.process.sentinel in ready:
-                    slot.process.join()
-                    del slots[slot.index]
-                    if slot.task is not None:  # died in the middle of a run: another worker resumes it
-                        task, code = slot.task, slot.process.exitcode
-                        deaths[task.label] += 1
-                        cause = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                        if deaths[task.label] >= 2:
-                            record(task, Outcome(task.label, FAILED, f"workers died twice while training it "
-                                                                     f"(last: {cause}; out of memory?)"))
-                        else:
-                            out(f"worker {slot.index} died ({cause}) while training {task.label}; "
-                                "the run goes back to the queue and resumes from its last finished epoch")
-                            summary.notes.append(f"  worker {slot.index} died ({cause}); its run went back to the queue")
-                            queue.appendleft(task)
-                    elif not slot.ready and not slot.closing:
-                        out(f"worker {slot.index} exited before starting (exit code {slot.process.exitcode})")
-                        startup_failures += 1
-            # Keep `workers` processes while work remains, unless workers cannot even start.
-            active = sum(not s.closing for s in slots.values())
-            free = [i for i in range(workers) if i not in slots]
-            while queue and active < workers and free and startup_failures < workers:
-                start(free.pop(0))
-                active += 1
-            if queue and not slots:
-                out(f"no worker could start ({startup_error}); {len(queue)} runs not trained")
-                summary.outcomes += [Outcome(task.label, FAILED, f"no worker could start: {startup_error}")
-                                     for task in queue]
-                queue.clear()
+            hand_out(index)
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index, task = running.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    outcome = died(index, task)
+                except Exception as error:  # noqa: BLE001 - e.g. a task that cannot be sent to the worker
+                    outcome = Outcome(task.label, FAILED, f"{error.__class__.__name__}: {error}")
+                if outcome is not None:
+                    summary.outcomes.append(outcome)
+                    out(outcome_line(task, outcome))
+                    if outcome.status == FAILED and "\n" in outcome.message:
+                        out(outcome.message.split("\n", 1)[1].rstrip())
+                hand_out(index)
+    except BaseException:  # interrupted (Ctrl-C) or a bug: stop the workers, keep finished epochs
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
     finally:
-        for slot in slots.values():  # interrupted (Ctrl-C) or a bug: stop the workers, keep finished epochs
-            if slot.process.is_alive():
-                slot.process.terminate()
-        for slot in slots.values():
-            slot.process.join(timeout=10)
-            if slot.process.is_alive():
-                slot.process.kill()
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
     return summary
 
 
 # ---- Slurm (submitit) executor -------------------------------------------------------------------
-try:
-    from submitit.helpers import Checkpointable as _Checkpointable
-except ImportError:  # submitit is only needed for --executor=slurm / submitit_local
-    _Checkpointable = object
-
-
-class SubmititRun(_Checkpointable):
+class SubmititRun(Checkpointable):
     """The body of one array task: train its runs (one by default) one after the other.
 
     On a timeout or preemption submitit calls `checkpoint`, which requeues the same call: finished
@@ -489,7 +468,7 @@ def _job_outcomes(job, tasks: list[RunTask]) -> list[Outcome]:
         first = (str(error).strip().splitlines() or [error.__class__.__name__])[0]
         message = f"job {job.job_id} failed: {first[:200]} (log: {job.paths.stderr})"
         outcomes = []
-        for task in tasks:  # runs it finished before failing are in results.jsonl
+        for task in tasks:  # runs it finished before failing are recorded
             try:
                 finished = task.run in RunLog(task.folder).finished()
             except UserError:

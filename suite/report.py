@@ -1,10 +1,11 @@
-"""`grid.py report`: the paper's Table 1 (Markdown, CSV, LaTeX) and a figure, from the results.jsonl files.
+"""`grid.py report`: the paper's Table 1 (Markdown, CSV, LaTeX) and a figure, from the run records.
 
-Every results.jsonl under the models folder is read; a record counts for a cell of the grid when its
-dataset, model, modality and size match the cell, its run is one of the grid's (1..runs) and it was
-trained with the cell's settings (a record of other settings, e.g. a 1-epoch trial, is left out and
-said so). Per cell: mean and population std (numpy's default, ddof=0, as the original) over its
-runs, and n. A cell without a finished run is shown as missing, never as a number.
+Every run record under the models folder is read (`<run>.json`, and former results.jsonl files); a
+record counts for a cell of the grid when its dataset, model, modality and size match the cell, its
+run is one of the grid's (1..runs) and it was trained with the cell's settings (a record of other
+settings, e.g. a 1-epoch trial, is left out and said so). Per cell: mean and population std (numpy's
+default, ddof=0, as the original) over its runs, and n. A cell without a finished run is shown as
+missing, never as a number.
 
 This module does not import torch: the report takes seconds.
 """
@@ -19,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoints import RESULTS_FILE, RunLog, write_output
+from .files import write_output
+from .records import lenient_sources, record_folders
 from .config import settings_difference
-from .errors import UserError
 from .gridspec import Cell, Grid
 from .paper_numbers import paper_accuracy
 
@@ -77,8 +78,9 @@ class Collected:
     grid: Grid
     models_dir: Path
     stats: dict[Cell, CellStats]
-    files: int = 0  # results.jsonl files read
+    files: int = 0  # record files read (<run>.json, former results.jsonl)
     notes: list[str] = field(default_factory=list)
+    run_folders: dict[Cell, dict[int, Path]] = field(default_factory=dict)  # where each counted run's files are
 
     def column_label(self, dataset: str, size: int) -> str:
         """The size, or 'full (N)' where the whole training split (N images) was smaller than asked."""
@@ -90,7 +92,7 @@ class Collected:
 
 
 def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
-    """Read every results.jsonl under the models folder and group the grid's records by cell."""
+    """Read every run record under the models folder and group the grid's records by cell."""
     names = grid.lenient_dataset_names()
     cells = grid.cells()
     expected = {}
@@ -101,18 +103,16 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
         folder_of_config = folder_of_config or Path(settings.config["models_dir"])
     root = Path(models_dir) if models_dir is not None else folder_of_config
     found: dict[Cell, dict[int, dict]] = defaultdict(dict)
+    run_folders: dict[Cell, dict[int, Path]] = defaultdict(dict)
     other_settings: dict[Cell, tuple[int, set[str]]] = {}
     outside, beyond, files = 0, 0, 0
     notes: list[str] = []
-    paths = sorted(root.rglob(RESULTS_FILE)) if root.is_dir() else []
-    for path in paths:
-        try:
-            records = RunLog(path.parent).read()
-        except UserError as error:
-            notes.append(f"skipped {error}")
-            continue
-        files += 1
-        for record in records:
+    folders = record_folders(root) if root.is_dir() else []
+    for folder in folders:
+        sources, problems = lenient_sources(folder)
+        notes += [f"skipped: {problem}" for problem in problems]
+        files += len({path for _, path in sources.values()})
+        for record, path in sources.values():
             try:
                 cell = Cell(record["dataset"], record["model"], int(record["train_examples"]), record["modality"])
                 float(record["accuracy"])
@@ -129,8 +129,9 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
                 beyond += 1
             else:
                 found[cell][record["run"]] = record
-    if not paths:
-        notes.append(f"no {RESULTS_FILE} found under '{root}'")
+                run_folders[cell][record["run"]] = folder
+    if not folders:
+        notes.append(f"no run records found under '{root}'")
     for cell, (count, keys) in sorted(other_settings.items()):
         notes.append(f"{cell.label}: {count} record(s) left out, trained with other settings "
                      f"(differ in: {', '.join(sorted(keys))})")
@@ -144,7 +145,7 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
         ordered = [runs[r] for r in sorted(runs)]
         stats[cell] = CellStats(cell, grid.runs, tuple(float(r["accuracy"]) for r in ordered),
                                 tuple(int(r["train_subset_size"]) for r in ordered if "train_subset_size" in r))
-    return Collected(grid, root, mark_best(stats), files, notes)
+    return Collected(grid, root, mark_best(stats), files, notes, dict(run_folders))
 
 
 def mark_best(stats: dict[Cell, CellStats]) -> dict[Cell, CellStats]:
@@ -216,7 +217,7 @@ def markdown(collected: Collected) -> str:
     complete = sum(st.n >= st.runs for st in collected.stats.values())
     missing = sum(not st.n for st in collected.stats.values())
     lines.append(f"{complete} of {len(collected.stats)} cells complete, {missing} missing; "
-                 f"read {collected.files} {RESULTS_FILE} file(s) under `{collected.models_dir}`.")
+                 f"read {collected.files} record file(s) under `{collected.models_dir}`.")
     lines += [f"- note: {note}" for note in collected.notes]
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +24,19 @@ import torch
 
 import architectures
 from . import compiled
-from .checkpoints import RunFinished, RunLog, atomic_torch_save, load_torch_file, run_lock
+from .checkpoints import RunFinished, atomic_torch_save, load_torch_file
 from .config import TrainSettings, settings_difference
 from .data import RunData, build_run_data
 from .errors import CheckpointError, TrainingDiverged
 from .evaluation import Evaluation, evaluate
+from .files import remove_leftovers
+from .locks import RunLock, run_lock
+from .metrics import EpochLog, epoch_row, metrics_path, require_tensorboard, resumed_history
 from .progress import track
+from .records import RunLog, write_record
 from .recipe import build_loss, build_model, build_optimizer, build_scheduler, resolve_device
 from .run_state import RunState
-from .seeding import set_seed
+from .seeding import global_rng_state, restore_global_rng_state, set_seed
 from .stats import mean_and_std
 
 
@@ -78,7 +83,7 @@ def train_epoch(state: RunState, criterion: torch.nn.Module, use_amp: bool, desc
 # ---- a whole run ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunResult:
-    record: dict  # the line written to results.jsonl
+    record: dict  # what <run>.json holds
     evaluation: Evaluation
 
 
@@ -121,24 +126,46 @@ def prepare_model(settings: TrainSettings, device: torch.device) -> architecture
 
 
 def init_or_resume(settings: TrainSettings, data: RunData, device: torch.device, state_file: Path,
-                   resume: bool) -> RunState:
-    """Seed, build the recipe and, when a resume file exists, continue from it."""
+                   resume: bool) -> tuple[RunState, list[dict]]:
+    """Seed, build the recipe and, when a resume file exists, continue from it; also returns the
+    metrics rows of the epochs it holds."""
     set_seed(data.seed)
     model = prepare_model(settings, device)
     optimizer = build_optimizer(model, settings.config["optimizer"], device)
     use_amp = settings.config["amp"] and device.type == "cuda"
     state = RunState(model, optimizer, build_scheduler(optimizer, settings),
                      torch.amp.GradScaler("cuda", enabled=use_amp), data)
+    history: list[dict] = []
     if resume and state_file.exists():
         saved = load_torch_file(state_file, map_location=device)
         check_same_settings(saved.get("settings", {}), settings, state_file)
         state.load_state_dict(saved.get("state", {}), str(state_file))
-    return state
+        history = resumed_history(saved.get("epochs"), state.epoch)
+    return state, history
+
+
+def periodic_test_accuracy(state: RunState, settings: TrainSettings, epoch: int) -> float | None:
+    """`eval_every: K`: the test accuracy after every K-th epoch, else None.
+
+    The evaluation draws its memories from its own seeded generator, but their training transform
+    may draw from the global RNG (AutoAugment); that state is put back, so the training, and the
+    final evaluation, get the numbers they would get without `eval_every`.
+    """
+    every = settings.config["eval_every"]
+    if not every or epoch % every:
+        return None
+    saved = global_rng_state()
+    try:
+        return evaluate(state.model, state.data, settings.config["eval_passes"]).accuracy
+    finally:
+        restore_global_rng_state(saved)
 
 
 def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run: int, log_every: int,
-                 on_epoch_end: list[EpochCallback]) -> None:
-    """Epochs from the state's to the last; after each: divergence check, resume file, callbacks."""
+                 on_epoch_end: list[EpochCallback], epoch_log: EpochLog | None = None,
+                 lock: RunLock | None = None) -> None:
+    """Epochs from the state's to the last; after each: divergence check, the metrics row, the resume
+    file (which also holds the rows, so that a resumed CSV has every epoch once), callbacks."""
     criterion = build_loss(settings)
     use_amp = state.scaler.is_enabled()
     for epoch in range(state.epoch, settings.num_epochs):
@@ -153,10 +180,28 @@ def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run
         state.scheduler.step()
         seconds = time.perf_counter() - started
         state.epoch, state.train_seconds = epoch + 1, state.train_seconds + seconds
-        atomic_torch_save({"settings": settings.comparable_json(), "state": state.state_dict()}, state_file)
         stats = EpochStats(epoch + 1, learning_rate, loss, 100.0 * int(correct) / max(seen, 1), seconds)
+        if lock is not None:
+            lock.check()  # never write over the files of a process that took the run over
+        history = []
+        if epoch_log is not None:
+            epoch_log.append(epoch_row(stats.epoch, stats.learning_rate, stats.loss, stats.accuracy, stats.seconds,
+                                       periodic_test_accuracy(state, settings, stats.epoch)))
+            history = epoch_log.history
+        save_run_file(state_file, {"settings": settings.comparable_json(), "state": state.state_dict(),
+                                   "epochs": history})
         for callback in on_epoch_end:
             callback(stats, state)
+
+
+def save_run_file(path: Path, content: dict) -> None:
+    """atomic_torch_save with a one-line error: a full disk or a lost mount leaves the previous file
+    (the run resumes from it)."""
+    try:
+        atomic_torch_save(content, path)
+    except OSError as error:
+        raise CheckpointError(f"cannot write '{path}': {error.strerror or error}; the previous file is intact: "
+                              "free space (or fix the mount) and run again to resume") from None
 
 
 def run_record(settings: TrainSettings, state: RunState, evaluation: Evaluation, run_index: int,
@@ -174,13 +219,23 @@ def run_record(settings: TrainSettings, state: RunState, evaluation: Evaluation,
 
 def save_checkpoint(settings: TrainSettings, state: RunState, evaluation: Evaluation, run_index: int) -> None:
     """`<run>.pt` with the original keys, plus run, seed, accuracy and the full config."""
-    atomic_torch_save({
+    save_run_file(settings.output_dir / f"{run_index + 1}.pt", {
         "model_state_dict": state.model.state_dict(), "train_examples": settings.train_examples,
         "mem_examples": settings.mem_examples, "model_name": settings.model,
         "num_classes": settings.num_classes, "modality": settings.modality,
         "dataset_name": settings.dataset_name, "run": run_index + 1, "seed": run_index,
         "accuracy": evaluation.accuracy, "config": settings.config,
-    }, settings.output_dir / f"{run_index + 1}.pt")
+    })
+
+
+def record_run(folder: Path, record: dict) -> None:
+    """`<run>.json`, written once (atomic); a full disk is a one-line error and the run stays resumable."""
+    try:
+        write_record(folder, record)
+    except OSError as error:
+        raise CheckpointError(f"cannot write the record of run {record['run']} in '{folder}': "
+                              f"{error.strerror or error}; free space and run again (the run resumes and is "
+                              "evaluated again)") from None
 
 
 def train_run(settings: TrainSettings, run_index: int, device: torch.device | None = None,
@@ -190,33 +245,51 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
 
     Raises RunBusy if another process holds the run's lock and, with `skip_finished`, RunFinished if
     the run is already recorded (checked under the lock: concurrent workers never train a run twice).
-    `on_epoch_end(epoch)` is called after each epoch's resume file is written.
+    `on_epoch_end(epoch)` and `epoch_callbacks` are called after each epoch's resume file is written.
+    Writes `<run>.metrics.csv` as it trains, then `<run>.pt` (if `save`) and the record `<run>.json`.
     """
     device = device or resolve_device(settings.config["device"])
     folder, run = settings.output_dir, run_index + 1
     settings.num_classes  # a config that contradicts the dataset fails here, before anything is written
+    require_tensorboard(settings.config)
     with torch.device("meta"):
         build_model(settings)  # bad model_options fail here, allocating nothing
     data = build_run_data(settings.config, run_index, device)  # a missing dataset fails before any write
     if settings.modality != "std" and settings.mem_examples > len(data.train):
         data.training_memory()  # raises the one-line DatasetError
-    with run_lock(folder, run):
-        if skip_finished and run in RunLog(folder).finished():
+    with run_lock(folder, run) as lock:
+        remove_leftovers(folder)  # temporary files of writes killed earlier
+        finished = RunLog(folder).finished()
+        for done in finished:  # left by a kill between a run's record and the removal of its resume file
+            resume_path(folder, done).unlink(missing_ok=True)
+        if skip_finished and run in finished:
             raise RunFinished(f"run {run} in '{folder}' is already finished")
         state_file = resume_path(folder, run)
-        state = init_or_resume(settings, data, device, state_file, resume)
+        state, history = init_or_resume(settings, data, device, state_file, resume)
         callbacks = list(epoch_callbacks)
         if on_epoch_end is not None:
             callbacks.append(lambda stats, _: on_epoch_end(stats.epoch))
-        train_epochs(state, settings, state_file, run, log_every, callbacks)
+        epoch_log = open_epoch_log(folder, run, history, settings.config["tensorboard"])
+        try:
+            train_epochs(state, settings, state_file, run, log_every, callbacks, epoch_log, lock)
+        finally:
+            epoch_log.close()
         eval_started = time.perf_counter()
         evaluation = evaluate(state.model, data, settings.config["eval_passes"])
         record = run_record(settings, state, evaluation, run_index, time.perf_counter() - eval_started)
+        lock.check()
         if settings.config["save"]:
             save_checkpoint(settings, state, evaluation, run_index)
-        RunLog(folder).append(record)
+        record_run(folder, record)
         state_file.unlink(missing_ok=True)
         return RunResult(record, evaluation)
+
+
+def open_epoch_log(folder: Path, run: int, history: list[dict], tensorboard: bool) -> EpochLog:
+    try:
+        return EpochLog(folder, run, history, tensorboard)
+    except OSError as error:
+        raise CheckpointError(f"cannot write '{metrics_path(folder, run)}': {error.strerror or error}") from None
 
 
 # ---- all runs of a cell (train.py) ----------------------------------------------------------
@@ -239,16 +312,18 @@ def prepare_folder(settings: TrainSettings, continue_train: bool, overwrite: boo
     leftovers = sorted(folder.glob("*.resume.pt"))
     if overwrite:
         log.clear()
-        for path in leftovers + [p for p in folder.glob("*.pt") if p.stem.isdigit()]:
+        for path in leftovers + [p for p in folder.glob("*.pt") if p.stem.isdigit()] + list(folder.glob("*.metrics.csv")):
             path.unlink()
+        if (folder / "tensorboard").is_dir():
+            shutil.rmtree(folder / "tensorboard")
         return {}
-    finished = log.finished()
-    if (finished or leftovers) and not continue_train:
+    sources = log.sources()
+    if (sources or leftovers) and not continue_train:
         raise CheckpointError(f"'{folder}' already holds runs of this cell; pass --continue_train to resume them "
                               "or --overwrite to start again")
-    for record in finished.values():
-        check_same_settings(record["settings"], settings, log.path)
-    return finished
+    for record, where in sources.values():
+        check_same_settings(record["settings"], settings, where)
+    return {run: record for run, (record, _) in sources.items()}
 
 
 def train_cell(settings: TrainSettings, continue_train: bool = False, overwrite: bool = False,

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
+from suite.checkpoints import RunLog
 from suite.errors import ConfigError, UserError
 from suite.grid import dry_run_lines, make_plan
 from suite.gridspec import Cell, load_grid
@@ -59,14 +60,14 @@ def write_tiny_grid(folder: Path, name: str = "tiny", epochs: int = 1, models=("
 
 
 def read_results(models_dir: Path) -> dict[tuple[str, int], dict]:
-    """(cell folder relative to models_dir, run) -> record; asserts no run appears twice in a file."""
+    """(cell folder relative to models_dir, run) -> record, from the per-run record files."""
+    from suite.records import RESULTS_FILE, record_folders
+
     records = {}
-    for path in sorted(models_dir.rglob("results.jsonl")):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        runs = [record["run"] for record in lines]
-        assert len(runs) == len(set(runs)), f"{path} holds a run twice: {runs}"
-        for record in lines:
-            records[(str(path.parent.relative_to(models_dir)), record["run"])] = record
+    for folder in record_folders(models_dir):
+        assert not (folder / RESULTS_FILE).exists(), "the shared results.jsonl is not written any more"
+        for record in RunLog(folder).read():
+            records[(str(folder.relative_to(models_dir)), record["run"])] = record
     return records
 
 
@@ -132,7 +133,7 @@ def test_unknown_names_and_bad_overrides_stop_before_any_work(tmp_path):
         make_plan(load_grid(path))
     assert not (tmp_path / "models").exists()
     result = grid_cli(f"--grid={path}", "reprot", cwd=tmp_path)
-    assert result.returncode == 2 and "the one subcommand is 'report'" in result.stderr
+    assert result.returncode == 2 and "the subcommands are 'report' and 'migrate'" in result.stderr
 
 
 def test_table1_grid_is_the_papers_full_grid(monkeypatch):
@@ -153,6 +154,35 @@ def test_table1_grid_is_the_papers_full_grid(monkeypatch):
         assert vit.config["optimizer"]["name"] == "adam" and vit.dataset["lr_schedule"] == "warmup_cosine"
 
 
+def test_plan_splits_runs_by_their_records_and_resume_files(tmp_path):
+    from suite.grid import plan_runs
+
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std", "memory"), runs=3))
+    a, b = grid.cells()
+    settings = {cell: grid.cell_settings(cell) for cell in (a, b)}
+    good = {"settings": settings[a].comparable_json()}
+    records = {a: {1: good, 3: good, 5: {"settings": {}}}}  # run 5 is beyond the grid: ignored
+    plan = plan_runs(grid, settings, records, {(a, 1), (a, 2), (b, 1)})
+    assert [(task.cell, task.run) for task, _ in plan.done] == [(a, 1), (a, 3)]
+    assert [(task.cell, task.run) for task in plan.todo] == [(a, 2), (b, 1), (b, 2), (b, 3)]
+    assert plan.resumable == {f"{a.label} run 2", f"{b.label} run 1"}  # a finished run's resume file is not
+    assert [task.run_index for task in plan.todo] == [1, 0, 1, 2] and plan.total == 6
+    other = {"settings": dict(settings[b].comparable_json(), eval_passes=9)}
+    with pytest.raises(UserError, match=rf"'{settings[b].output_dir}' holds run 2 trained with other settings "
+                                        r"\(differs in: eval_passes\)"):
+        plan_runs(grid, settings, {b: {2: other}}, set())
+    # make_plan reads the same from disk; a damaged record stops it with one line naming the file.
+    settings[a].output_dir.mkdir(parents=True)
+    (settings[a].output_dir / "1.resume.pt").write_bytes(b"")
+    (settings[a].output_dir / "2.json").write_text("{")
+    with pytest.raises(UserError, match=rf"run record '{settings[a].output_dir / '2.json'}' is not valid JSON; "
+                                        "delete it to train run 2 again"):
+        make_plan(grid)
+    (settings[a].output_dir / "2.json").write_text(json.dumps(dict(good, run=2)))
+    plan = make_plan(grid)
+    assert [(t.cell, t.run) for t, _ in plan.done] == [(a, 2)] and plan.resumable == {f"{a.label} run 1"}
+
+
 def test_workers_share_gpus_round_robin():
     from suite.grid import worker_devices
 
@@ -170,12 +200,13 @@ def test_execute_skips_a_locked_run_and_never_retrains_a_finished_one(tmp_path):
     task = RunTask(cell, grid.cell_settings(cell), 0)
     with run_lock(task.folder, task.run):  # another process (here: this one) trains it
         assert execute(task).status == BUSY
-    assert not (task.folder / "results.jsonl").exists()
+    assert not (task.folder / "1.json").exists()
     first = execute(task)
     assert first.status == TRAINED and first.record["run"] == 1
-    before = (task.folder / "results.jsonl").read_text()
+    before = (task.folder / "1.json").read_text()
     assert execute(task).status == ALREADY_DONE
-    assert (task.folder / "results.jsonl").read_text() == before
+    assert (task.folder / "1.json").read_text() == before
+    assert sorted(p.name for p in task.folder.iterdir()) == ["1.json", "1.metrics.csv", "1.pt"]  # no lock left
 
 
 # ---- the local executor -------------------------------------------------------------------------
@@ -265,13 +296,7 @@ def test_slurm_submission_reaches_sbatch_with_the_resource_flags(tmp_path):
 
 # ---- kill and rerun ---------------------------------------------------------------------------------
 def _count_records(models_dir: Path) -> int:
-    total = 0
-    for path in models_dir.rglob("results.jsonl"):
-        try:
-            total += sum(1 for line in path.read_text().splitlines() if line.strip())
-        except FileNotFoundError:
-            pass
-    return total
+    return sum(1 for path in models_dir.rglob("*.json") if path.stem.isdigit())
 
 
 def _wait_for(condition, process: subprocess.Popen, timeout: float = 240) -> None:
@@ -306,10 +331,13 @@ def test_killed_worker_and_killed_grid_resume_without_retraining(tmp_path):
                       if line.startswith("worker 0: pid"))
         os.kill(worker, signal.SIGKILL)
         _wait_for(lambda: log.read_text().count("worker 0: pid") == 2, process)
-        assert "worker 0 died (signal 9) while training DIGITS/" in log.read_text()
-        # 2. Kill the whole grid (the machine goes away): nothing half-written may remain.
+        died = next(line for line in log.read_text().splitlines() if line.startswith("worker 0 died while training "))
+        cell, run = died.removeprefix("worker 0 died while training ").split(";")[0].split(" run ")
+        _wait_for(lambda: f"{cell} | Run:{run} |" in log.read_text(), process)  # back in the queue, trained
+        # 2. Kill the grid process alone (SIGKILL: it cannot stop its workers): they stop by themselves,
+        # and nothing half-written may remain.
         _wait_for(lambda: _count_records(models) >= 8, process)
-        os.killpg(process.pid, signal.SIGKILL)
+        os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         deadline = time.monotonic() + 30
         while not _group_gone(process.pid) and time.monotonic() < deadline:
@@ -375,9 +403,8 @@ def test_report_numbers_are_the_results_computed_by_hand(local_grid):
     markdown = (folder / "report" / "table1.md").read_text()
     assert len(rows) == 12 and report.stdout.startswith(markdown)
     for row in rows:
-        lines = (folder / "models" / "DIGITS" / row["modality"] / row["model"] / row["train_examples"]
-                 / "results.jsonl").read_text().splitlines()
-        accuracies = [json.loads(line)["accuracy"] for line in lines]
+        accuracies = [record["accuracy"] for record in RunLog(folder / "models" / "DIGITS" / row["modality"]
+                                                              / row["model"] / row["train_examples"]).read()]
         mean = sum(accuracies) / len(accuracies)
         std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies))  # population std
         assert (int(row["n"]), int(row["runs"])) == (2, 2)
@@ -473,6 +500,43 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
 
     pixels = _png_pixels(paths["figure"])
     assert (pixels.min(axis=-1) < 0.5).mean() > 0.01
+    assert _has_colour(pixels, VARIANT_COLORS["std"]) and _has_colour(pixels, VARIANT_COLORS["encoder_memory"])
+
+
+def _write_metrics(folder: Path, run: int, losses: list[float], tests: list[float | None]) -> None:
+    from suite.metrics import csv_text, epoch_row
+
+    rows = [epoch_row(e, 0.1, loss, 10.0 * e, 1.0, test) for e, (loss, test) in enumerate(zip(losses, tests), 1)]
+    (folder / f"{run}.metrics.csv").write_text(csv_text(rows))
+
+
+def test_training_curves_are_mean_and_std_over_the_counted_runs(paper_grid):
+    from suite.curves import curve, read_runs, write_curves
+    from suite.report import collect
+
+    grid, folder = paper_grid
+    std = folder / "models/SVHN/std/mobilenet/1000"
+    wrap = folder / "models/SVHN/encoder_memory/mobilenet/1000"
+    _write_metrics(std, 1, [2.0, 1.0], [None, 40.0])
+    _write_metrics(std, 2, [4.0, 2.0], [None, 41.0])
+    (std / "3.metrics.csv").write_text("epoch,learning_rate,loss,train_accuracy,seconds,test_accuracy\n1,0.1,")
+    _write_metrics(std, 4, [99.0, 99.0], [None, 99.0])  # run 4 of a 3-run grid: not counted
+    _write_metrics(wrap, 1, [1.0, 0.5], [None, None])
+    _write_metrics(wrap, 2, [3.0, 0.5], [None, None])
+    collected = collect(grid)
+    rows, notes_std = read_runs(collected.run_folders[Cell("SVHN", "mobilenet", 1000, "std")])
+    assert sorted(rows) == [1, 2] and notes_std == [f"metrics file '{std / '3.metrics.csv'}' ends in a truncated line; "
+                                                "delete it (its curves are then missing; a run in progress "
+                                                "rewrites it when it resumes)"]
+    loss = curve(rows, "loss")
+    assert loss.epochs.tolist() == [1, 2] and loss.mean.tolist() == [3.0, 1.5] and loss.std.tolist() == [1.0, 0.5]
+    test = curve(rows, "test_accuracy")
+    assert test.epochs.tolist() == [2] and test.mean.tolist() == [40.5] and test.runs.tolist() == [2]
+    paths, notes = write_curves(collected, folder / "report")
+    assert [p.name for p in paths] == ["SVHN_mobilenet_1000.png"] and notes[0] == notes_std[0]
+    full = folder / "models/SVHN/std/mobilenet/100000/1.metrics.csv"  # a record of an earlier version
+    assert notes[1:] == [f"no metrics file '{full}' (run trained by an earlier version?)"]
+    pixels = _png_pixels(paths[0])
     assert _has_colour(pixels, VARIANT_COLORS["std"]) and _has_colour(pixels, VARIANT_COLORS["encoder_memory"])
 
 
