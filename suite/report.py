@@ -198,7 +198,7 @@ def _legend(collected: Collected) -> list[str]:
         f"Test accuracy (%) of grid `{collected.grid.path}`: mean ± population std over the n finished runs "
         f"(seeds 0..n-1) of each cell; n shown as n=k/{collected.grid.runs} while runs are missing. "
         f"**Bold**: the best variant of an encoder in a column. \"{MISSING}\": no finished run.",
-        "Paper: the mean the original repository states (MobileNetV2 only, REFERENCE.md 7), "
+        "Paper: the mean the original repository states (MobileNetV2 only, docs/protocol.md, Reference numbers), "
         "Δ = ours − paper.",
     ]
 
