@@ -36,7 +36,6 @@ from .gridspec import DEFAULT, Cell, Grid
 from .metrics import require_tensorboard
 
 Printer = Callable[[str], None]
-REPO = Path(__file__).resolve().parents[1]
 
 TRAINED, ALREADY_DONE, BUSY, FAILED = "trained", "already done", "busy", "failed"
 
@@ -513,10 +512,8 @@ def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_
     summary = Summary(planned_done=len(plan.done))
     if not plan.todo:
         return summary
-    # Jobs import this code by its module name, from wherever they start.
-    path = os.environ.get("PYTHONPATH", "")
-    if str(REPO) not in path.split(os.pathsep):
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), path) if p)
+    # Jobs import this code by its module name: the suite is installed (pip install -e .), so they
+    # find it from wherever they start, with the same interpreter.
     try:
         executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
         executor.update_parameters(**parameters)

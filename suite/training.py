@@ -254,6 +254,8 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
     require_tensorboard(settings.config)
     with torch.device("meta"):
         build_model(settings)  # bad model_options fail here, allocating nothing
+    if settings.config["compile"]:  # a missing toolchain fails before any write
+        compiled.check_compile_works(device, settings.config["compile_mode"])
     data = build_run_data(settings.config, run_index, device)  # a missing dataset fails before any write
     if settings.modality != "std" and settings.mem_examples > len(data.train):
         data.training_memory()  # raises the one-line DatasetError
