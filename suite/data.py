@@ -11,9 +11,9 @@ The distributions are the original's: flips independent with p = 0.5 where the d
 the run's subset with the training transform, training batches are a fresh permutation per epoch
 (`drop_last` as the dataset's), test batches in order (shuffled for CINIC10, as the original).
 Every random stream has its own generator derived from the run's seed (suite.seeding), so draws
-repeat, resume exactly and do not depend on what else used the global RNG. The one exception is
-AutoAugment (ViT recipe): torchvision draws its choices from the global RNG, per image, which
-the run state saves and restores.
+repeat, resume exactly and do not depend on what else used the global RNG. AutoAugment (ViT recipe)
+runs per image through torchvision, which draws from the global RNG: it is seeded from the stream's
+own generator for each batch (see `BatchTransform`).
 """
 from __future__ import annotations
 
@@ -59,10 +59,22 @@ class BatchTransform:
         if self.flip:
             flipped = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
             images = torch.where(flipped.view(-1, 1, 1, 1), images.flip(-1), images)
-        if self.autoaugment is not None:  # per image: torchvision picks one policy per call
-            images = torch.stack([self.autoaugment(image) for image in images])
+        if self.autoaugment is not None:
+            images = self._autoaugment(images, generator)
         pixels = images.float().div_(255.0).sub_(self.mean).div_(self.std)
         return pixels.contiguous(memory_format=torch.channels_last) if self.channels_last else pixels
+
+    def _autoaugment(self, images: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Per image (torchvision picks one policy per call). torchvision draws from the global RNG; it
+        is seeded here from the caller's generator, so AutoAugment belongs to that stream too (an
+        evaluation's memories then repeat whenever the run is evaluated). Reading the seed back is a
+        host sync, acceptable on this per-image path only."""
+        if generator is None:
+            return torch.stack([self.autoaugment(image) for image in images])
+        seed = int(torch.randint(0, 2**62, (), generator=generator, device=generator.device))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return torch.stack([self.autoaugment(image) for image in images])
 
 
 def batch_transform(spec: DatasetSpec, device: torch.device, train: bool, normalization: str = "paper",

@@ -76,3 +76,24 @@ def test_train_script_runs_the_vit_recipe_end_to_end(tmp_path, tiny_dataset_dir)
     checkpoint = load_checkpoint(folder / "1.pt")
     assert checkpoint["model_state_dict"]["pos_emb"].shape == (1, 65, 32)
     assert 0.0 <= record["accuracy"] <= 100.0 and len(record["pass_accuracies"]) == 2
+
+
+def test_autoaugmented_memories_repeat_whatever_the_global_random_state(tmp_path, tiny_dataset_dir):
+    """AutoAugment draws from torch's global RNG; evaluation memories must still depend only on the run,
+    so that eval_dir.py repeats what train.py recorded (and the draw stream resumes exactly)."""
+    config = load_config(VIT, [f"dataset_dir={tiny_dataset_dir}", "download=false", "train_examples=60",
+                               "CIFAR10.mem_examples=10", "CIFAR10.validation_size=20", "device=cpu"])
+    from suite.data import build_run_data
+
+    data = build_run_data(config, seed=0)
+    draws = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        images, labels = data.memory_sampler("evaluation_memory").draw()
+        draws.append((images, labels))
+    assert torch.equal(draws[0][0], draws[1][0]) and torch.equal(draws[0][1], draws[1][1])
+    plain = build_run_data(load_config(VIT, [f"dataset_dir={tiny_dataset_dir}", "download=false",
+                                             "train_examples=60", "CIFAR10.mem_examples=10",
+                                             "CIFAR10.validation_size=20", "autoaugment=false"]), seed=0)
+    unaugmented, _ = plain.memory_sampler("evaluation_memory").draw()
+    assert not torch.equal(unaugmented, draws[0][0])  # AutoAugment did change the images
