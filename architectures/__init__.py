@@ -12,12 +12,14 @@ for _module in _pkgutil.iter_modules(__path__):
 from .base import MemoryWrapNet  # noqa: E402
 from .memory import MLP, EncoderMemoryWrapLayer, MemoryWrapLayer  # noqa: E402
 from .registry import (  # noqa: E402
-    PAPER_MODALITIES, display_name, get_head_class, get_model, list_modalities, list_models, register_head, register_model,
+    PAPER_MODALITIES, display_name, get_head_class, get_model, list_modalities, list_models, modality_display_name,
+    register_head, register_model,
 )
 
 MODALITIES = tuple(list_modalities())
 
 __all__ = [
     "MODALITIES", "PAPER_MODALITIES", "MemoryWrapNet", "MLP", "MemoryWrapLayer", "EncoderMemoryWrapLayer",
-    "display_name", "get_head_class", "get_model", "list_modalities", "list_models", "register_head", "register_model",
+    "display_name", "get_head_class", "get_model", "list_modalities", "list_models", "modality_display_name",
+    "register_head", "register_model",
 ]

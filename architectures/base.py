@@ -27,6 +27,7 @@ class LinearHead(nn.Linear):
     attribute = "linear"
     uses_memory = False
     uses_memory_labels = False
+    display_name = "Std"
 
 
 class MemoryWrapNet(nn.Module):

@@ -60,6 +60,7 @@ class MatchingHead(nn.Module):
     attribute = "mw"
     uses_memory = True
     uses_memory_labels = True
+    display_name = "Matching Networks"
 
     def __init__(self, feature_dim: int, num_classes: int):
         super().__init__()

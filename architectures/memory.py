@@ -86,6 +86,7 @@ class MemoryWrapLayer(_MemoryLayer):
     """Baseline (modality `memory`): the MLP sees only the weighted memory vector (d -> 2d -> C)."""
 
     input_multiplier = 1
+    display_name = "Only Memory"
 
     def classifier_input(self, encoder_output: Tensor, memory_vector: Tensor) -> Tensor:
         return memory_vector
@@ -96,6 +97,7 @@ class EncoderMemoryWrapLayer(_MemoryLayer):
     """Full Memory Wrap (modality `encoder_memory`): the MLP sees [input encoding, memory vector]."""
 
     input_multiplier = 2
+    display_name = "Memory Wrap"
 
     def classifier_input(self, encoder_output: Tensor, memory_vector: Tensor) -> Tensor:
         return torch.cat([encoder_output, memory_vector], dim=1)

@@ -47,6 +47,8 @@ class ProtoNetHead(nn.Module):
     attribute = "mw"
     uses_memory = True
     uses_memory_labels = True
+    display_name = "ProtoNet"
+    excludes_classes = True  # a class absent from a support draw gets logit -inf
 
     def __init__(self, feature_dim: int, num_classes: int):
         super().__init__()

@@ -40,13 +40,19 @@ def display_name(model_name: str) -> str:
     return _DISPLAY_NAMES.get(model_name, model_name)
 
 
+def modality_display_name(modality: str) -> str:
+    head = _HEADS.get(modality)
+    return getattr(head, "display_name", modality) if head is not None else modality
+
+
 def register_head(modality: str) -> Callable[[type], type]:
     """Register a head class for `modality`.
 
     The class is built as `Head(feature_dim, num_classes)` and declares three class attributes:
     `attribute` (the model attribute it is stored under, hence its state_dict prefix: `linear` or
-    `mw` in the original), `uses_memory` and `uses_memory_labels`. Memory heads are called as
-    `head(features, memory_features, return_weights=..., memory_labels=...)`.
+    `mw` in the original), `uses_memory` and `uses_memory_labels`; optionally `display_name` (what
+    tables call the variant) and `excludes_classes` (a step may give a class logit -inf). Memory heads
+    are called as `head(features, memory_features, return_weights=..., memory_labels=...)`.
     """
     def decorate(head: type) -> type:
         if modality in _HEADS:

@@ -4,14 +4,13 @@ population std over each modality's runs, from the runs' `<run>.metrics.csv` fil
 Only the runs that count in the table (finished, with the cell's settings) are drawn, so the curves
 and the table describe the same runs. At an epoch, mean and std are over the runs that logged it
 (all of them for the training columns; test accuracy only where `eval_every` asked for it).
-This module does not import torch.
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable, TYPE_CHECKING
 
 import numpy as np
 
@@ -66,7 +65,7 @@ def read_runs(run_folders: dict[int, Path]) -> tuple[dict[int, list[dict]], list
     return rows, notes
 
 
-def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], labels: dict[str, str],
+def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], label: Callable[[str], str],
                colors: dict[str, str]) -> bytes:
     """A panel per column that any run logged; a line per modality (mean), a band of ± std."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -83,8 +82,8 @@ def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], labels
             if found is None:
                 continue
             color = colors.get(modality, f"C{k + 3}")
-            label = f"{labels.get(modality, modality)} (n={int(found.runs.max())})"
-            axis.plot(found.epochs, found.mean, color=color, linewidth=1.6, label=label,
+            axis.plot(found.epochs, found.mean, color=color, linewidth=1.6,
+                      label=f"{label(modality)} (n={int(found.runs.max())})",
                       marker="o" if len(found.epochs) < 12 else None, markersize=3)
             axis.fill_between(found.epochs, found.mean - found.std, found.mean + found.std, color=color,
                               alpha=0.2, linewidth=0)
@@ -100,7 +99,7 @@ def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], labels
 
 def write_curves(collected: Collected, out_dir: str | Path) -> tuple[list[Path], list[str]]:
     """`curves/DATASET_MODEL_SIZE.png` for each dataset, encoder and size with metrics; (paths, notes)."""
-    from .report import COLORS, VARIANTS, encoder_name
+    from .report import COLORS, encoder_name, variant_name
 
     grid = collected.grid
     written, notes = [], []
@@ -116,7 +115,7 @@ def write_curves(collected: Collected, out_dir: str | Path) -> tuple[list[Path],
                         by_modality[modality] = rows
                 if by_modality:
                     png = curves_png(f"{dataset} · {encoder_name(model)} · {size} training images", by_modality,
-                                     VARIANTS, COLORS)
+                                     variant_name, COLORS)
                     written.append(write_output(Path(out_dir) / CURVES_FOLDER / f"{dataset}_{model}_{size}.png", png))
     return written, notes
 

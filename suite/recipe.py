@@ -115,4 +115,7 @@ class SmoothedCrossEntropy(nn.Module):
 
 def build_loss(settings: TrainSettings) -> nn.Module:
     smoothing = settings.config["label_smoothing"]
+    if smoothing > 0 and getattr(architectures.get_head_class(settings.modality), "excludes_classes", False):
+        raise ConfigError(f"label_smoothing does not combine with modality '{settings.modality}', whose head gives "
+                          "classes absent from a memory draw the logit -inf; set label_smoothing: 0")
     return SmoothedCrossEntropy(smoothing) if smoothing > 0 else CrossEntropy()

@@ -7,7 +7,8 @@ settings, e.g. a 1-epoch trial, is left out and said so). Per cell: mean and pop
 default, ddof=0, as the original) over its runs, and n. A cell without a finished run is shown as
 missing, never as a number.
 
-This module does not import torch: the report takes seconds.
+Encoder and variant names come from the architectures registry (display names), so adding an
+encoder or a head needs no edit here.
 """
 from __future__ import annotations
 
@@ -26,21 +27,23 @@ from .config import settings_difference
 from .gridspec import Cell, Grid
 from .paper_numbers import paper_accuracy
 
-VARIANTS = {"std": "Std", "memory": "Only Memory", "encoder_memory": "Memory Wrap", "matching": "Matching Networks",
-            "protonet": "ProtoNet"}
-ENCODERS = {"mobilenet": "MobileNetV2", "efficientnet": "EfficientNetB0", "googlenet": "GoogLeNet",
-            "shufflenet": "ShuffleNetV2", "densenet": "DenseNet", "resnet18": "ResNet18", "vit": "ViT"}
 COLORS = {"std": "#1f77b4", "memory": "#7f7f7f", "encoder_memory": "#d62728"}
 MISSING = "missing"
 FILES = {"markdown": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "figure": "accuracy_vs_size.png"}
 
 
 def variant_name(modality: str) -> str:
-    return VARIANTS.get(modality, modality)
+    """What tables call a modality: its head's display name (architectures registry)."""
+    import architectures
+
+    return architectures.modality_display_name(modality)
 
 
 def encoder_name(model: str) -> str:
-    return ENCODERS.get(model, model)
+    """What tables call an encoder: its display name (architectures registry)."""
+    import architectures
+
+    return architectures.display_name(model)
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
     expected = {}
     folder_of_config = None
     for cell in cells:
-        settings = grid.cell_settings(cell, names, list(grid.models))  # lenient names: no registry, no torch
+        settings = grid.cell_settings(cell, names, list(grid.models))  # lenient names: no dataset files read
         expected[cell] = settings.comparable_json()
         folder_of_config = folder_of_config or Path(settings.config["models_dir"])
     root = Path(models_dir) if models_dir is not None else folder_of_config

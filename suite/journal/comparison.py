@@ -9,7 +9,7 @@ same two rules (each run carries the settings it was evaluated with). Anything a
 never a number, and the notes say which command fills it.
 
 The table is written when the grid holds a journal baseline (matching, protonet) or when majority-vote
-results exist for its cells, so Table 1 grids are unchanged. No torch here: the report stays fast.
+results exist for its cells, so Table 1 grids are unchanged.
 """
 from __future__ import annotations
 
