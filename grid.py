@@ -90,6 +90,19 @@ def migrate() -> None:
             print(f"{folder}: {written} record(s) written, {RESULTS_FILE} renamed to {RESULTS_FILE}.migrated")
 
 
+STEP_TIMES = Path(__file__).resolve().parent / "benchmarks" / "step_times.json"
+
+
+def step_time_profiles() -> dict:
+    """Step times per hardware, measured by benchmarks/train_step.py --record (absent: no estimate)."""
+    import json
+
+    try:
+        return json.loads(STEP_TIMES.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def run() -> None:
     from suite import grid as runner
 
@@ -107,7 +120,7 @@ def run() -> None:
             raise UserError(f"--gpus: GPU {wrong[0]} does not exist ({available} CUDA device(s) visible)")
     plan = runner.make_plan(grid)
     if FLAGS.dry_run:
-        print("\n".join(runner.dry_run_lines(plan)))
+        print("\n".join(runner.dry_run_lines(plan, step_time_profiles())))
         return
     if FLAGS.executor == "local" and not gpus:  # the config's device must exist here (not so for Slurm nodes)
         from suite.recipe import resolve_device

@@ -153,8 +153,23 @@ def remove_finished_resume_files(plan: Plan) -> None:
         resume_file(task.folder, task.run).unlink(missing_ok=True)
 
 
-def dry_run_lines(plan: Plan) -> list[str]:
-    lines = [plan.headline()]
+def estimate_lines(plan: Plan, profiles: dict) -> list[str]:
+    """The device-hours of the runs still to train, on every hardware the step-time profiles name
+    (benchmarks/step_times.json; see suite.estimate)."""
+    from .estimate import estimate
+
+    if not plan.todo:
+        return []
+    lines = ["Estimated device-hours of the runs to train (step times measured on named hardware; "
+             "start-up and data loading not counted):"]
+    for hardware, profile in sorted(profiles.get("profiles", {}).items()):
+        found = estimate((task.settings for task in plan.todo), hardware, profile)
+        lines.append(f"  {found.line()} (measured {profile.get('measured', '?')})")
+    return lines
+
+
+def dry_run_lines(plan: Plan, profiles: dict | None = None) -> list[str]:
+    lines = [plan.headline()] + estimate_lines(plan, profiles or {})
     if plan.done:
         lines.append(f"Finished ({len(plan.done)}):")
         lines += [f"  done      {task.label}  accuracy {record.get('accuracy', float('nan')):.2f}"

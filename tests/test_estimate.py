@@ -1,0 +1,44 @@
+"""Device-hour estimates of the runs left in a grid, from step times measured on named hardware."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from suite.config import TrainSettings, load_config
+from suite.estimate import estimate, run_seconds
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = {"models": {"mobilenet": {"train_step": 0.5, "encode_500": 2.0, "pass_batch_500": 0.25},
+                      "resnet18": {"train_step": 1.0}}}
+
+
+def _settings(modality: str, *overrides: str) -> TrainSettings:
+    return TrainSettings(load_config(REPO / "config" / "train.yaml", list(overrides)), modality)
+
+
+def test_a_runs_seconds_are_computed_from_its_epochs_steps_and_passes():
+    # SVHN, 1,000 images, batch 128 with drop_last: 7 steps x 40 epochs; memory 100 -> 228 images per step.
+    memory = _settings("encoder_memory")
+    seconds, with_eval = run_seconds(memory, PROFILE["models"]["mobilenet"])
+    test_batches = 53  # ceil(26,032 / 500)
+    assert with_eval and seconds == pytest.approx(40 * 7 * 0.5 + test_batches * 2.0 + 5 * test_batches * 0.25)
+    std, _ = run_seconds(_settings("std"), PROFILE["models"]["mobilenet"])
+    assert std == pytest.approx(40 * 7 * 0.5 * 128 / 228 + test_batches * 2.0)  # no memory, no passes
+    # CINIC10 keeps its last partial batch: 5,000 images -> 40 steps; 300 epochs.
+    cinic, _ = run_seconds(_settings("std", "dataset_name=CINIC10", "train_examples=5000"),
+                           PROFILE["models"]["mobilenet"])
+    assert cinic == pytest.approx(300 * 40 * 0.5 * 128 / 228 + 180 * 2.0)
+    # The whole split: 73,257 - 6,000 held out = 67,257 images -> 525 steps.
+    full, _ = run_seconds(_settings("std", "train_examples=100000"), {"train_step": 1.0})
+    assert full == pytest.approx(40 * 525 * 128 / 228)
+
+
+def test_estimate_sums_runs_and_names_what_it_cannot_estimate():
+    runs = [_settings("encoder_memory"), _settings("std", "model=resnet18"), _settings("std", "model=vit")]
+    found = estimate(runs, "Test GPU", PROFILE)
+    expected = run_seconds(runs[0], PROFILE["models"]["mobilenet"])[0] + 40 * 7 * 1.0 * 128 / 228
+    assert found.hours == pytest.approx(expected / 3600) and found.runs == 3
+    assert found.unknown_models == ("vit",) and found.training_only  # resnet18's profile has no eval costs
+    assert found.line().startswith(f"{expected / 3600:,.1f} device-hours for 3 runs on Test GPU; training only")
+    assert "without vit (not in the profile)" in found.line()
