@@ -146,16 +146,14 @@ def explanation_pass(model: nn.Module, data: RunData, features: Tensor, sampler:
     The test images' encodings are computed once (`features`), and M's encoding serves both the
     inputs' attention and M's own prediction (with A): per batch only M and A are encoded.
     """
-    model.eval()
+    from .journal.memory_batch import memory_batch
+
     counts = ExplanationCounts()
     for positions in track(data.test_index_batches(order), description, total=data.test_batches_count):
-        memory, memory_labels = sampler.draw()
-        memory_features = model.forward_encoder(memory)
-        logits, weights = model.classify(features[positions], memory_features, memory_labels, return_weights=True)
-        auxiliary, auxiliary_labels = sampler.draw()
-        memory_predictions = model.classify(memory_features, model.forward_encoder(auxiliary),
-                                            auxiliary_labels).argmax(dim=1)
-        counts += count_explanations(logits.argmax(dim=1), weights, memory_predictions, data.test.labels[positions])
+        memory = sampler.draw()
+        batch = memory_batch(model, features[positions], memory, sampler.draw())
+        counts += count_explanations(batch.predictions, batch.weights, batch.memory_predictions,
+                                     data.test.labels[positions])
     return counts
 
 

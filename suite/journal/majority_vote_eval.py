@@ -43,6 +43,7 @@ from ..restore import CheckpointOptions, folder_runs, restore_run
 from ..stats import mean_and_std
 from .comparison import MAJORITY_VOTE_FILE
 from .majority_vote import MajorityVoteTally, majority_votes, vote_counts
+from .memory_batch import memory_batch
 
 AUXILIARY_STREAM = "majority_vote_auxiliary"
 TIE_RULE = "unweighted votes of the positive-weight memory samples; a tie goes to the smallest class index"
@@ -91,15 +92,11 @@ class VotePass:
 def vote_pass(model, data: RunData, features: Tensor, sampler: MemorySampler, auxiliary: MemorySampler,
               order: torch.Generator | None, description: str = "majority vote") -> VotePass:
     """One pass: per test batch, M from `sampler` (the inputs' memory) and A from `auxiliary`."""
-    model.eval()
     result = VotePass()
     for positions in track(data.test_index_batches(order), description, total=data.test_batches_count):
-        memory, memory_labels = sampler.draw()
-        memory_features = model.forward_encoder(memory)
-        logits, weights = model.classify(features[positions], memory_features, memory_labels, return_weights=True)
-        extra, extra_labels = auxiliary.draw()
-        memory_predictions = model.classify(memory_features, model.forward_encoder(extra), extra_labels).argmax(dim=1)
-        result.update(data.test.labels[positions], logits, weights, memory_predictions, memory_labels,
+        memory = sampler.draw()
+        batch = memory_batch(model, features[positions], memory, auxiliary.draw())
+        result.update(data.test.labels[positions], batch.logits, batch.weights, batch.memory_predictions, memory[1],
                       model.num_classes)
     return result
 
