@@ -118,7 +118,7 @@ class MemorySampler:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())  # a state is a CPU ByteTensor, whatever the device
 
 
 def generator(seed: int, stream: str, device: torch.device) -> torch.Generator:
@@ -200,7 +200,7 @@ class RunData:
 
     def load_state_dict(self, state: dict) -> None:
         for name, gen in self.generators.items():
-            gen.set_state(state[name])
+            gen.set_state(state[name].cpu())  # resume files load with map_location=device
 
 
 TRAINING_STREAMS = ("train_order", "train_flips", "train_memory")
