@@ -14,7 +14,9 @@ from conftest import run_script
 from suite import commands
 from suite.checkpoints import RunLog, load_checkpoint
 from suite.errors import CheckpointError, DatasetError, UserError
+from suite.evaluation import plain_evaluate
 from suite.restore import CheckpointOptions, folder_runs, restore_run, seed_from_name
+from suite.split import split_indices
 
 CPU = CheckpointOptions(device="cpu")
 from trained_runs import trained_runs
@@ -45,7 +47,7 @@ def test_eval_py_evaluates_each_modality(runs, tmp_path, modality):
                         f"--json={out}", "--device=cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Device:cpu" and lines[1].startswith(f"Checkpoint:{checkpoint} (CIFAR10 {modality} shufflenet")
+    assert lines[0] == "Device:cpu" and lines[1].startswith(f"Checkpoint:{checkpoint} (CIFAR10 {modality} vit")
     payload = json.loads(out.read_text())
     record = _records(runs.folders[modality])[1]
     expected = "Loss:{loss:.4f} | Accuracy {accuracy:.2f}".format(**payload)
@@ -59,10 +61,15 @@ def test_eval_py_evaluates_each_modality(runs, tmp_path, modality):
     assert payload["seed"] == 0 and payload["run"] == 1
 
 
-def test_eval_with_the_training_pass_count_gives_train_py_numbers(runs):
-    folder = runs.folders["encoder_memory"]
+@pytest.mark.parametrize("cell", ["encoder_memory", "cnn"])
+def test_eval_with_the_training_pass_count_gives_train_py_numbers(runs, cell):
+    """train.py evaluates the model it has just trained (left in train mode by the last epoch); eval.py a
+    freshly restored one. The CNN cell has BatchNorm: any test batch seen in train mode would move its
+    statistics and the two would part."""
+    folder = runs.folders[cell]
     for run, record in _records(folder).items():
-        payload = commands.evaluate_checkpoint(str(folder / f"{run}.pt"), CPU, passes=3, out=lambda _: None)
+        passes = len(record["pass_accuracies"])
+        payload = commands.evaluate_checkpoint(str(folder / f"{run}.pt"), CPU, passes=passes, out=lambda _: None)
         assert payload["pass_accuracies"] == record["pass_accuracies"] and payload["loss"] == record["loss"]
 
 
@@ -123,16 +130,20 @@ def _original_style(source: Path, target: Path, dataset: str = "DIGITS") -> Path
 
 
 def test_original_suite_checkpoints_take_defaults_and_the_seed_from_the_name(runs, tmp_path):
-    source = runs.checkpoint("encoder_memory")
+    """The original suite trained CNNs without model_options; a shufflenet checkpoint stands for them."""
+    source = runs.checkpoint("cnn")
     third = restore_run(_original_style(source, tmp_path / "3.pt"), CPU)
     assert third.seed == 2 and third.run == 3
     assert third.settings.config["batch_size_test"] == 500 and third.settings.mem_examples == 10
-    assert len(third.data.train) == 100 and third.data.spec.name == "DIGITS"
+    assert third.data.spec.name == "DIGITS" and third.data.train.indices == split_indices(1297, 100, 100, 2)[0]
     other = restore_run(_original_style(source, tmp_path / "pretrained.pt"), CPU)
     assert other.seed == 42 and other.run is None
-    assert third.data.train.indices != other.data.train.indices
+    assert other.data.train.indices == split_indices(1297, 100, 100, 42)[0]
     payload = commands.evaluate_checkpoint(str(tmp_path / "3.pt"), CPU, passes=2, out=lambda _: None)
-    assert len(payload["pass_accuracies"]) == 2 and 0 <= payload["accuracy"] <= 100
+    # The straightforward evaluation of those weights on seed 2's subset and draws (500 test digits, one batch).
+    expected = plain_evaluate(third.model, third.data, 2)
+    assert payload["pass_accuracies"] == list(expected.pass_accuracies) and payload["loss"] == expected.loss
+    assert payload["seed"] == 2 and payload["batch_size_test"] == 500
     assert [seed_from_name(Path(n)) for n in ("1.pt", "15.pt", "0.pt", "x.pt")] == [0, 14, 42, 42]
 
 
@@ -154,9 +165,9 @@ def test_a_checkpoint_saved_on_a_gpu_opens_on_the_cpu(runs, tmp_path, monkeypatc
     with monkeypatch.context() as patch:
         patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
         torch.save(checkpoint, target)
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA"):
-            torch.load(target, weights_only=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only machine, even where CUDA exists
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(target, weights_only=True)
     restored = restore_run(target, CPU)
     assert next(restored.model.parameters()).device.type == "cpu"
     payload = commands.evaluate_checkpoint(str(target), CPU, out=lambda _: None)
@@ -188,7 +199,7 @@ def test_unreadable_and_foreign_checkpoints_are_one_line_errors(runs, tmp_path):
         restore_run(tmp_path / "foreign.pt")
     checkpoint = load_checkpoint(runs.checkpoint("std"))
     torch.save(dict(checkpoint, modality="encoder_memory"), tmp_path / "mismatch.pt")  # std weights, memory model
-    with pytest.raises(CheckpointError, match="weights do not fit model 'shufflenet'"):
+    with pytest.raises(CheckpointError, match="weights do not fit model 'vit'"):
         restore_run(tmp_path / "mismatch.pt")
     torch.save(dict(checkpoint, model_name="lenet"), tmp_path / "unknown.pt")
     with pytest.raises(CheckpointError, match="inconsistent|cannot rebuild"):

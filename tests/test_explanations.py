@@ -249,7 +249,7 @@ def test_memory_images_script(runs, tmp_path, modality, args, names, size):
     result = run_script("generate_memory_images.py", f"--path_model={runs.checkpoint(modality)}", "--dataset=CIFAR10",
                         f"--modality={modality}", "--device=cpu", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    folder = tmp_path / "images" / "mem_images" / "CIFAR10" / modality / "shufflenet"
+    folder = tmp_path / "images" / "mem_images" / "CIFAR10" / modality / "vit"
     assert sorted(p.name for p in folder.iterdir()) == names
     for name in names:
         _assert_picture(folder / name, size)
@@ -264,7 +264,7 @@ def test_heatmaps_script(runs, tmp_path, modality, args, names):
     result = run_script("generate_heatmaps.py", f"--path_model={runs.checkpoint(modality)}", "--dataset=CIFAR10",
                         f"--modality={modality}", "--device=cpu", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    folder = tmp_path / "images" / "saliency" / "CIFAR10" / modality / "shufflenet"
+    folder = tmp_path / "images" / "saliency" / "CIFAR10" / modality / "vit"
     assert sorted(p.name for p in folder.iterdir()) == names
     for name in names:
         _assert_picture(folder / name, (400, 600))

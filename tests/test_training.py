@@ -18,6 +18,7 @@ from conftest import REPO, run_script, tiny_config, write_config
 from suite.checkpoints import CHECKPOINT_KEYS, RunLog, load_checkpoint
 from suite.config import TrainSettings, validate
 from suite.errors import CheckpointError, TrainingDiverged
+from suite.metrics import metrics_path, read_metrics
 from suite.recipe import SmoothedCrossEntropy, build_optimizer, build_scheduler, warmup_cosine_factor
 from suite.training import train_run
 
@@ -29,6 +30,10 @@ def _settings(tmp_path: Path, dataset_dir: Path, modality: str = "encoder_memory
 
 def _run_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith("Run:")]
+
+
+def _without_seconds(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
 # ---- train.py end to end ---------------------------------------------------------------------
@@ -122,7 +127,19 @@ def test_killed_process_continues_with_continue_train(tmp_path, tiny_dataset_dir
     reference = write_config(tmp_path / "r.yaml", tiny_config(tmp_path / "ref", tiny_dataset_dir, runs=2,
                                                                 CIFAR10=section))
     whole = run_script("train.py", "--modality=memory", f"--config={reference}", cwd=tmp_path)
-    assert _run_lines(whole.stdout)[1].split(" | T:")[0] == _run_lines(resumed.stdout)[1].split(" | T:")[0]
+    assert whole.returncode == 0, whole.stderr
+    # The whole records, not the 2-decimal lines: every pass, the full-precision loss, the subset.
+    expected = RunLog(tmp_path / "ref/models/CIFAR10/memory/shufflenet/100").finished()
+    for run, record in RunLog(folder).finished().items():
+        for key in ("accuracy", "pass_accuracies", "loss", "train_indices_sha256", "settings"):
+            assert record[key] == expected[run][key], (run, key)
+    weights = load_checkpoint(folder / "2.pt")["model_state_dict"]
+    reference_weights = load_checkpoint(tmp_path / "ref/models/CIFAR10/memory/shufflenet/100/2.pt")["model_state_dict"]
+    assert all(torch.equal(weights[k], reference_weights[k]) for k in reference_weights)
+    resumed_rows = read_metrics(metrics_path(folder, 2))
+    assert [row["epoch"] for row in resumed_rows] == [1, 2, 3]  # the killed epoch once, not twice
+    assert _without_seconds(resumed_rows) == _without_seconds(read_metrics(
+        metrics_path(tmp_path / "ref/models/CIFAR10/memory/shufflenet/100", 2)))
 
 
 # ---- recipe pieces ----------------------------------------------------------------------------
@@ -208,9 +225,11 @@ def test_corrupted_resume_state_is_reported(tmp_path, tiny_dataset_dir, damage):
     state = settings.output_dir / "1.resume.pt"
     content = state.read_bytes()
     state.write_bytes(content[: len(content) // 3] if damage == "truncate" else b"\x80\x04garbage")
+    damaged = state.read_bytes()
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*1.resume.pt"):
         train_run(settings, 0, resume=True)
-    assert state.read_bytes() != content  # left as found, not overwritten
+    assert state.read_bytes() == damaged  # left as found: neither repaired nor overwritten nor removed
+    assert not (settings.output_dir / "1.pt").exists() and not RunLog(settings.output_dir).read()
 
 
 def test_corrupted_results_log_is_reported(tmp_path, tiny_dataset_dir):
