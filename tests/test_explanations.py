@@ -138,16 +138,45 @@ def test_explanation_accuracy_script(runs, tmp_path, modality):
     payload = json.loads(out.read_text())
     assert payload["memory_pool"] == "subset" and [r["run"] for r in payload["runs"]] == sorted(
         int(p.stem) for p in folder.glob("*.pt"))
+    keys = ("total", "explained", "counterfactual_total", "counterfactual_correct", "example_total", "example_correct")
     for record in payload["runs"]:
-        assert len(record["passes"]) == 5
-        for counts in record["passes"]:
-            assert counts["total"] == 50
-            assert counts["explained"] == counts["example_total"] == 50 - counts["counterfactual_total"]
+        # The counts of every pass are those of the procedure written out plainly, with the run's draws.
+        plain = _plain_explanation_counts(restore_run(folder / f"{record['run']}.pt", CPU), passes=5)
+        assert [{k: counts[k] for k in keys} for counts in record["passes"]] == plain
+    assert any(counts["counterfactual_total"] for r in payload["runs"] for counts in r["passes"])  # both kinds occur
     mean, std = explain.mean_and_std([r["explanation_accuracy"] for r in payload["runs"]])
     assert match.group(1) == f"{mean:.2f}" and match.group(2) == f"{std:.2f}"
     # Same numbers again in-process: every draw is seeded by the run.
     again = explain.explain_run(restore_run(folder / "1.pt", CPU), passes=5)
     assert again.as_dict() == {k: v for k, v in payload["runs"][0].items() if k not in ("run", "checkpoint", "seed")}
+
+
+@torch.no_grad()
+def _plain_explanation_counts(restored, passes: int) -> list[dict]:
+    """Explanation accuracy as docs/protocol.md states it, with whole forwards and a loop per input: per
+    test batch (in order) a memory M then an auxiliary memory A from the run's seeded stream; an input
+    is an example case when M's top-weighted sample, classified with A, gets the input's prediction."""
+    model, data = restored.model, restored.data
+    sampler = data.memory_sampler("explanation_memory_subset")
+    results = []
+    for _ in range(passes):
+        counts = dict.fromkeys(("total", "explained", "counterfactual_total", "counterfactual_correct",
+                                "example_total", "example_correct"), 0)
+        for positions in data.test_index_batches():
+            (memory, memory_labels), (auxiliary, auxiliary_labels) = sampler.draw(), sampler.draw()
+            logits, weights = model(data.test_inputs(positions), memory, return_weights=True,
+                                    memory_labels=memory_labels)
+            memory_predictions = model(memory, auxiliary, memory_labels=auxiliary_labels).argmax(dim=1).tolist()
+            for row, label in zip(range(len(positions)), data.test.labels[positions].tolist()):
+                prediction = int(logits[row].argmax())
+                example = memory_predictions[int(weights[row].argmax())] == prediction
+                group = "example" if example else "counterfactual"
+                counts["total"] += 1
+                counts["explained"] += example
+                counts[f"{group}_total"] += 1
+                counts[f"{group}_correct"] += prediction == label
+        results.append(counts)
+    return results
 
 
 def test_full_memory_pool_draws_100_memories_from_the_whole_split(runs):
@@ -285,6 +314,126 @@ def test_figures_are_reproducible_and_refuse_std_models(runs, tmp_path):
     for make in (commands.memory_images, commands.heatmaps):
         with pytest.raises(UserError, match="holds a std model"):
             make(std, CPU, images_dir=tmp_path, out=_quiet)
+
+
+class _BrightnessModel(nn.Module):
+    """A memory model with known weights: input i of a batch weighs memory sample j by
+    relu(b_j - t_i), normalised, where b_j is the sample's mean (normalised) pixel and t_i the
+    (0.2 + 0.3 i)-quantile of the b's, so each input keeps a different number of samples. Its
+    prediction is the class of its own mean pixel's first decimals."""
+
+    uses_memory, uses_memory_labels = True, False
+
+    @staticmethod
+    def weights(images: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        brightness = memory.mean(dim=(1, 2, 3))
+        levels = torch.tensor([min(0.2 + 0.3 * i, 1.0) for i in range(images.shape[0])])
+        raw = (brightness.unsqueeze(0) - torch.quantile(brightness, levels).unsqueeze(1)).clamp(min=0)
+        return raw / raw.sum(dim=1, keepdim=True).clamp(min=1e-12)
+
+    @staticmethod
+    def predictions(images: torch.Tensor) -> torch.Tensor:
+        return (images.mean(dim=(1, 2, 3)).abs() * 1000).long() % 10
+
+    def forward(self, images, memory, return_weights=False, memory_labels=None):
+        logits = nn.functional.one_hot(self.predictions(images), 10).float()
+        return (logits, self.weights(images, memory)) if return_weights else logits
+
+
+def _capture_figures(monkeypatch) -> list:
+    """Every matplotlib Figure the commands would write (not rendered: what it shows is in its artists)."""
+    captured = []
+    monkeypatch.setattr(figures, "figure_png", lambda figure: captured.append(figure) or b"")
+    return captured
+
+
+def _with_model(monkeypatch, model) -> None:
+    real = commands.restore_run
+
+    def restore(*args, **kwargs):
+        restored = real(*args, **kwargs)
+        restored.model = model
+        return restored
+
+    monkeypatch.setattr(commands, "restore_run", restore)
+
+
+def _shown(axis) -> np.ndarray:
+    return np.asarray(axis.images[-1].get_array())
+
+
+def test_memory_images_show_each_input_with_its_positive_weight_memories_in_weight_order(runs, tmp_path,
+                                                                                           monkeypatch):
+    _with_model(monkeypatch, _BrightnessModel())
+    shown = _capture_figures(monkeypatch)
+    written = commands.memory_images(str(runs.checkpoint("memory")), FIGURE_CPU, max_images=5, images_dir=tmp_path,
+                                     out=_quiet)
+    assert [p.name for p in written] == ["2.png", "4.png"] and len(shown) == 2
+    restored = restore_run(runs.checkpoint("memory"), FIGURE_CPU)
+    data, spec = restored.data, restored.data.spec
+    sampler = data.memory_sampler("memory_images")  # one draw per figure, the inputs of a figure share it
+    for figure, positions in zip(shown, (torch.arange(0, 3), torch.arange(3, 5))):
+        memory, _ = sampler.draw()
+        inputs = data.test_inputs(positions)
+        weights = _BrightnessModel.weights(inputs, memory)
+        axes = figure.axes
+        for column in range(3):
+            top, bottom = axes[column], axes[3 + column]
+            if column >= len(positions):  # a partial last figure leaves its last column blank
+                assert not top.images and not bottom.images
+                continue
+            assert np.array_equal(_shown(top), figures.to_uint8_image(datasets.undo_normalization(
+                inputs[column:column + 1], spec)[0]))
+            prediction = int(_BrightnessModel.predictions(inputs[column:column + 1])[0])
+            assert top.get_title() == f"Prediction:{spec.classes[prediction]}"
+            row = weights[column]
+            kept = sorted((j for j in range(len(row)) if row[j] > 0), key=lambda j: (-float(row[j]), j))
+            assert 0 < len(kept) < len(row)  # some samples have no weight and are not shown
+            expected = figures.memory_grid(datasets.undo_normalization(memory[kept], spec))
+            assert np.array_equal(_shown(bottom), figures.to_uint8_image(expected))
+
+
+PIXEL = (5, 20)  # the one input pixel the heat-map stub looks at
+
+
+class _OnePixelModel(MemoryWrapNet):
+    """Output depends on pixel PIXEL alone (of the input and of each memory image): logits are
+    v * (sum of the pixel's channels) + 0.1 * v * (softmax weights . memory pixel sums), v > 0.
+    With a black baseline every attribution is >= 0 and lives on that pixel."""
+
+    def __init__(self):
+        super().__init__("encoder_memory", 10)
+        self.register_buffer("v", torch.linspace(1.0, 0.1, 10))
+
+    def forward_encoder(self, x):
+        return x[:, :, PIXEL[0], PIXEL[1]]
+
+    def classify(self, features, memory_features=None, memory_labels=None, return_weights=False):
+        weights = torch.softmax(features @ memory_features.t(), dim=1)
+        signal = features.sum(dim=1, keepdim=True) + 0.1 * weights @ memory_features.sum(dim=1, keepdim=True)
+        logits = signal * self.v
+        return (logits, weights) if return_weights else logits
+
+
+def test_heat_maps_light_the_pixel_the_model_looks_at(runs, tmp_path, monkeypatch):
+    _with_model(monkeypatch, _OnePixelModel().eval())
+    shown = _capture_figures(monkeypatch)
+    commands.heatmaps(str(runs.checkpoint("encoder_memory")), CheckpointOptions(batch_size_test=1, device="cpu"),
+                      max_images=2, baseline="black", images_dir=tmp_path, out=_quiet)
+    restored = restore_run(runs.checkpoint("encoder_memory"), CPU)
+    assert len(shown) == 2
+    for index, figure in enumerate(shown):
+        image, heat = figure.axes[0], figure.axes[1]  # row 0: the input and its heat map
+        expected = figures.to_uint8_image(datasets.undo_normalization(
+            restored.data.test_inputs(torch.tensor([index])), restored.data.spec)[0])
+        assert np.array_equal(_shown(image), expected)
+        lit = np.argwhere(_shown(heat) > 0)
+        assert lit.tolist() == [list(PIXEL)], f"the heat map lights {lit.tolist()}, not {PIXEL}"
+        titles = [axis.get_title() for axis in figure.axes[:6:2]]
+        assert titles[0].startswith("Input\nPredict:") and titles[1].split("\n")[0] in ("Example", "Counterfactual")
+        for row in (1, 2):  # the top example and counterfactual shown beneath: lit on the same pixel
+            if titles[row].startswith(("Example", "Counterfactual")):
+                assert np.argwhere(_shown(figure.axes[2 * row + 1]) > 0).tolist() == [list(PIXEL)]
 
 
 def test_figure_arguments_are_checked(runs, tmp_path):

@@ -1,0 +1,192 @@
+"""The planted bugs of tools/plant_bugs.py: plausible slips, each of which changes a number or a file
+that a user of the suite relies on. Each is (file, exact original text, mutated text, what it
+breaks, the test files most likely to catch it); a bug may need more than one replacement (a draw
+moved out of a loop), and `occurrence` picks which copy of a repeated text is replaced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Replacement:
+    original: str
+    mutated: str
+    occurrence: int = 1  # 1-based: which occurrence of `original` in the file
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    file: str
+    replacements: tuple[Replacement, ...]
+    description: str
+    likely: tuple[str, ...] = field(default=())  # test files tried first
+
+
+def bug(name: str, file: str, original: str, mutated: str, description: str, *likely: str,
+        occurrence: int = 1) -> Bug:
+    return Bug(name, file, (Replacement(original, mutated, occurrence),), description, likely)
+
+
+SCIENCE = "tests/test_science.py"
+EVAL = "tests/test_eval_scripts.py"
+EXPL = "tests/test_explanations.py"
+DATA = "tests/test_datasets.py"
+TRAIN = "tests/test_training.py"
+GRID = "tests/test_grid.py"
+HEADS = "tests/test_journal_heads.py"
+LAYER = "tests/test_memory_layer.py"
+FILES = "tests/test_run_files.py"
+BASELINES = "tests/test_journal_baselines.py"
+CF = "tests/test_counterfactual_metrics.py"
+QUALITY = "tests/test_explanation_quality.py"
+
+BUGS: list[Bug] = [
+    # ---- architectures -------------------------------------------------------------------------
+    bug("A1", "architectures/memory.py", "return sparsemax(similarity, dim=1)", "return torch.softmax(similarity, dim=1)",
+        "dense softmax attention instead of sparsemax", LAYER),
+    bug("A2", "architectures/memory.py", "torch.cat([encoder_output, memory_vector], dim=1)",
+        "torch.cat([memory_vector, encoder_output], dim=1)", "Memory Wrap MLP input in the wrong order", LAYER),
+    bug("A3", "architectures/base.py", "return_weights=return_weights, memory_labels=memory_labels)",
+        "return_weights=return_weights, memory_labels=memory_labels.roll(1))",
+        "label-reading heads get the memory labels shifted by one sample", HEADS, BASELINES),
+    bug("A4", "architectures/matching.py", "attention = torch.softmax(h @ support.t(), dim=1)",
+        "attention = torch.softmax(h @ support.t(), dim=0)", "Matching Networks FCE attention normalised over queries",
+        HEADS),
+    bug("A5", "architectures/matching.py", "h_hat, cell = self.f(queries, (h + readout, cell))",
+        "h_hat, cell = self.f(queries, (h, cell))", "Matching Networks query FCE ignores its read-out", HEADS),
+    bug("A6", "architectures/protonet.py", "present = counts > 0", "present = counts >= 0",
+        "ProtoNet scores classes absent from the support (cosine 0 instead of -inf)", HEADS, BASELINES),
+    bug("A7", "architectures/protonet.py", "per_sample = probabilities[:, labels] / counts[labels].clamp(min=1)",
+        "per_sample = probabilities[:, labels]", "ProtoNet sample weights not shared within a class", HEADS),
+    # ---- data -----------------------------------------------------------------------------------
+    bug("D1", "suite/data.py", "device=images.device) < 0.5", "device=images.device) < 0.25",
+        "horizontal flips with probability 1/4", DATA),
+    bug("D2", "suite/data.py",
+        "return torch.randperm(len(self.pool), generator=self.generator, device=self.pool.images.device)[: self.size]",
+        "return torch.randint(len(self.pool), (self.size,), generator=self.generator, device=self.pool.images.device)",
+        "memories drawn with replacement", DATA),
+    bug("D3", "suite/data.py", "return n // size if self.spec.drop_last else math.ceil(n / size)",
+        "return math.ceil(n / size)", "drop_last ignored (a short last training batch)", DATA, SCIENCE),
+    bug("D4", "suite/datasets/cinic10.py", "shuffle_test=True", "shuffle_test=False",
+        "CINIC10 test batches not shuffled (memory models share draws with other images)", DATA),
+    bug("D5", "suite/datasets/cifar10.py", "(0.2023, 0.1994, 0.2010)", "(0.2470, 0.2435, 0.2616)",
+        "CIFAR10 normalised with the other well-known std", DATA, EXPL),
+    bug("D6", "suite/data.py",
+        'return MemorySampler(self.train, self.mem_examples, self.generators["train_memory"], self.train_transform)',
+        'return MemorySampler(self.test, self.mem_examples, self.generators["train_memory"], self.train_transform)',
+        "training memories drawn from the test set", SCIENCE, DATA),
+    bug("D7", "suite/data.py", "return self.test_transform(self.test.images[positions])",
+        "return self.train_transform(self.test.images[positions])", "test images flipped at random (training transform)",
+        SCIENCE, DATA),
+    bug("D8", "suite/split.py", "generator=torch.Generator().manual_seed(seed))",
+        "generator=torch.Generator().manual_seed(seed + 1))", "training subset kept with another seed than the original",
+        DATA, occurrence=2),
+    # ---- training -------------------------------------------------------------------------------
+    bug("T1", "suite/training.py", "        state.scheduler.step()\n", "", "learning-rate scheduler never stepped",
+        SCIENCE, TRAIN),
+    Bug("T2", "suite/training.py", (
+        Replacement("    memory = data.training_memory() if model.uses_memory else None\n",
+                    "    memory = data.training_memory() if model.uses_memory else None\n"
+                    "    drawn = memory.draw() if memory is not None else (None, None)\n"),
+        Replacement("memory_images, memory_labels = memory.draw() if memory is not None else (None, None)",
+                    "memory_images, memory_labels = drawn")),
+        "one memory draw per epoch instead of one per training batch", (SCIENCE, TRAIN)),
+    bug("T3", "suite/training.py", "    model.train()\n", "",
+        "train_epoch leaves the mode as found (eval after an eval_every evaluation)", SCIENCE, FILES),
+    bug("T4", "suite/training.py", "stats = EpochStats(epoch + 1, learning_rate, loss,",
+        'stats = EpochStats(epoch + 1, state.optimizer.param_groups[0]["lr"], loss,',
+        "metrics CSV logs the next epoch's learning rate", SCIENCE, FILES),
+    bug("T5", "suite/training.py", "100.0 * int(correct) / max(seen, 1), seconds)",
+        "100.0 * int(correct) / max(steps, 1), seconds)", "training accuracy divided by the step count", SCIENCE, FILES),
+    bug("T6", "suite/run_state.py", '        self.scheduler.load_state_dict(state["scheduler"])\n', "",
+        "resume forgets the scheduler (lr restarts from the base)", TRAIN, FILES),
+    bug("T7", "suite/run_state.py", '        self.data.load_state_dict(state["data"])\n', "",
+        "resume restarts the batch-order, flip and memory streams", TRAIN, FILES),
+    bug("T8", "suite/recipe.py", 'nesterov=options["nesterov"]', "nesterov=False", "Nesterov momentum dropped", TRAIN),
+    # ---- evaluation -----------------------------------------------------------------------------
+    bug("E1", "suite/evaluation.py", "        correct += (logits.argmax(dim=1) == targets).sum()",
+        "        correct = (logits.argmax(dim=1) == targets).sum()",
+        "memory-model accuracy counts the last test batch only", SCIENCE, EVAL),
+    bug("E2", "suite/evaluation.py", "return float(loss_sum), 100.0 * int(correct) / len(data.test)",
+        "return float(loss_sum), 100.0 * int(correct) / (data.test_batches_count * data.batch_size_test)",
+        "std accuracy divided by batches x batch size (wrong with a partial last batch)", SCIENCE, EVAL, occurrence=2),
+    bug("E3", "suite/evaluation.py", "    sampler = data.memory_sampler(EVALUATION_MEMORY)\n",
+        "    sampler = data.memory_sampler(EVALUATION_MEMORY, pool=data.test)\n",
+        "test-time memories drawn from the test set", SCIENCE, EVAL),
+    bug("E4", "suite/evaluation.py", "    model.eval()\n", "", "std evaluation in train mode (BatchNorm updated by test data)",
+        SCIENCE, EVAL, occurrence=3),
+    bug("E5", "suite/evaluation.py", "results[-1][0], accuracies)", "results[0][0], accuracies)",
+        "recorded loss of the first pass instead of the last", SCIENCE, EVAL),
+    Bug("E6", "suite/evaluation.py", (
+        Replacement('    for positions in track(data.test_index_batches(order), "evaluating", total=data.test_batches_count):\n'
+                    "        memory, memory_labels = sampler.draw()\n",
+                    "    drawn = sampler.draw()\n"
+                    '    for positions in track(data.test_index_batches(order), "evaluating", total=data.test_batches_count):\n'
+                    "        memory, memory_labels = drawn\n"),),
+        "one evaluation memory per pass instead of per test batch", (SCIENCE, EVAL)),
+    bug("E7", "suite/evaluation.py", "        loss_sum += criterion(logits, targets).float()",
+        "        loss_sum = criterion(logits, targets).float()", "std loss of the last batch only", SCIENCE, EVAL,
+        occurrence=2),
+    # ---- explanations ---------------------------------------------------------------------------
+    bug("X1", "suite/explain.py", "batch = memory_batch(model, features[positions], memory, sampler.draw())",
+        "batch = memory_batch(model, features[positions], memory, memory)",
+        "explanation accuracy classifies the memory with itself as auxiliary memory", SCIENCE, EXPL),
+    bug("X2", "suite/explain.py", "top = weights.argmax(dim=1)", "top = weights.argmin(dim=1)",
+        "explanation taken from the lowest-weight memory sample", EXPL),
+    bug("X3", "suite/explain.py", "keep = sorted_weights > 0", "keep = sorted_weights >= 0",
+        "heat-map memories include zero-weight samples", EXPL),
+    bug("X4", "suite/commands.py", "torch.sort(row, descending=True, stable=True)",
+        "torch.sort(row, descending=False, stable=True)", "memory-image figure shows memories in ascending weight",
+        EXPL),
+    bug("X5", "suite/commands.py", "memory[order_in_row[ordered_weights > 0]]", "memory[order_in_row[ordered_weights >= 0]]",
+        "memory-image figure shows zero-weight memories", EXPL),
+    Bug("X6", "suite/explain.py", (
+        Replacement("                memory = sampler.draw()\n                auxiliary = sampler.draw()\n",
+                    "                auxiliary = sampler.draw()\n                memory = sampler.draw()\n"),),
+        "heat maps draw A before M (other memories than documented)", (SCIENCE, EXPL)),
+    bug("X7", "suite/explain.py", "attribute(model, x, reduced, prediction, baselines, method, labels, **options)",
+        "attribute(model, x, reduced, label if label >= 0 else prediction, baselines, method, labels, **options)",
+        "heat maps attribute the true label's logit instead of the prediction's", EXPL),
+    # ---- checkpoints, records, locks ------------------------------------------------------------
+    bug("R1", "suite/records.py", "            found[run] = (read_record(path), path)",
+        "            found.setdefault(run, (read_record(path), path))",
+        "a former results.jsonl line wins over the run's own record file", FILES, TRAIN),
+    bug("R2", "suite/locks.py", "            return not alive", "            return alive",
+        "a live owner's lock is broken, a dead one's kept", FILES),
+    bug("R3", "suite/locks.py", "return age is not None and age > stale_after",
+        "return age is not None and age < stale_after", "another node's fresh lock taken as stale", FILES),
+    bug("R4", "suite/training.py", "        state_file.unlink(missing_ok=True)\n        return RunResult",
+        "        return RunResult", "resume file left behind after the record", TRAIN, FILES),
+    bug("R5", "suite/training.py", "changed = settings_difference(saved, settings.comparable_json())", "changed = []",
+        "resuming with other settings accepted", TRAIN),
+    bug("R6", "suite/restore.py", "return int(match.group(1)) - 1", "return int(match.group(1))",
+        "original-suite checkpoint k.pt evaluated with seed k instead of k - 1", EVAL),
+    bug("R7", "suite/records.py", "atomic_write_bytes(path, record_bytes(record))",
+        "path.write_bytes(record_bytes(record))", "run records written in place (half a record after a kill)",
+        FILES, TRAIN),
+    # ---- grid and statistics --------------------------------------------------------------------
+    bug("G1", "suite/grid.py", "if task.run in finished:", "if task.run_index in finished:",
+        "grid plan matches records by 0-based index", GRID),
+    bug("G2", "suite/grid.py", "if (cell, task.run) in resume_files:", "if (cell, task.run_index) in resume_files:",
+        "grid plan reports the wrong runs as resumable", GRID),
+    bug("G3", "suite/grid.py", "if 1 <= run <= grid.runs and record.get(\"settings\") != current:",
+        "if 1 <= run < grid.runs and record.get(\"settings\") != current:",
+        "grid accepts the last run's record of other settings as done", GRID),
+    bug("G4", "suite/stats.py", "/ len(defined))", "/ max(len(defined) - 1, 1))",
+        "sample std (ddof 1) instead of the original's population std", GRID, EXPL),
+    # ---- journal pieces -------------------------------------------------------------------------
+    bug("J1", "suite/journal/majority_vote.py", "winners = counts.argmax(dim=1)",
+        "winners = num_classes - 1 - counts.flip(1).argmax(dim=1)", "majority-vote ties go to the largest class",
+        HEADS, BASELINES),
+    bug("J2", "suite/journal/majority_vote.py", "voters = (weights > 0).long()", "voters = (weights >= 0).long()",
+        "every memory sample votes, weighted or not", HEADS, BASELINES),
+    bug("J3", "suite/journal/majority_vote_eval.py", "memory_batch(model, features[positions], memory, auxiliary.draw())",
+        "memory_batch(model, features[positions], memory, memory)", "majority vote classifies M with itself (MVO)",
+        SCIENCE, BASELINES),
+    bug("J4", "suite/journal/interpretability.py", "/ (l1(x_cf) + eps)", "/ (squared_l2(x_cf) + eps)",
+        "IM2 divided by the squared L2 norm instead of the L1 norm", CF),
+    bug("J5", "suite/journal/counterfactual_quality.py", "eligible = (weights > 0) &", "eligible = (weights >= 0) &",
+        "Memory Wrap counterfactual may be a zero-weight memory sample", QUALITY),
+]
