@@ -397,16 +397,19 @@ PIXEL = (5, 20)  # the one input pixel the heat-map stub looks at
 
 
 class _OnePixelModel(MemoryWrapNet):
-    """Output depends on pixel PIXEL alone (of the input and of each memory image): logits are
-    v * (sum of the pixel's channels) + 0.1 * v * (softmax weights . memory pixel sums), v > 0.
-    With a black baseline every attribution is >= 0 and lives on that pixel."""
+    """Output depends on pixel PIXEL alone (of the input and of each memory image). With s = the
+    pixel's channels in pixel space / std (>= 0, 0 for black), logits are v * (s_input +
+    0.1 * softmax weights . s_memory), v = (1, -1, ..., -1): the prediction is class 0. With a black
+    baseline, the attributions of the predicted logit are >= 0 and live on that pixel; those of any
+    other class's logit would be <= 0 (nothing to light)."""
 
-    def __init__(self):
+    def __init__(self, spec):
         super().__init__("encoder_memory", 10)
-        self.register_buffer("v", torch.linspace(1.0, 0.1, 10))
+        self.register_buffer("v", torch.tensor([1.0] + [-1.0] * 9))
+        self.register_buffer("black", torch.tensor([-m / s for m, s in zip(spec.mean, spec.std)]))
 
     def forward_encoder(self, x):
-        return x[:, :, PIXEL[0], PIXEL[1]]
+        return x[:, :, PIXEL[0], PIXEL[1]] - self.black
 
     def classify(self, features, memory_features=None, memory_labels=None, return_weights=False):
         weights = torch.softmax(features @ memory_features.t(), dim=1)
@@ -416,12 +419,12 @@ class _OnePixelModel(MemoryWrapNet):
 
 
 def test_heat_maps_light_the_pixel_the_model_looks_at(runs, tmp_path, monkeypatch):
-    _with_model(monkeypatch, _OnePixelModel().eval())
+    restored = restore_run(runs.checkpoint("encoder_memory"), CPU)
+    _with_model(monkeypatch, _OnePixelModel(restored.data.spec).eval())
     shown = _capture_figures(monkeypatch)
     commands.heatmaps(str(runs.checkpoint("encoder_memory")), CheckpointOptions(batch_size_test=1, device="cpu"),
                       max_images=2, baseline="black", images_dir=tmp_path, out=_quiet)
-    restored = restore_run(runs.checkpoint("encoder_memory"), CPU)
-    assert len(shown) == 2
+    assert len(shown) == 2 and restored.data.test.labels[:2].tolist() != [0, 0]  # a label differs from the prediction
     for index, figure in enumerate(shown):
         image, heat = figure.axes[0], figure.axes[1]  # row 0: the input and its heat map
         expected = figures.to_uint8_image(datasets.undo_normalization(

@@ -168,9 +168,10 @@ def test_plan_splits_runs_by_their_records_and_resume_files(tmp_path):
     assert plan.resumable == {f"{a.label} run 2", f"{b.label} run 1"}  # a finished run's resume file is not
     assert [task.run_index for task in plan.todo] == [1, 0, 1, 2] and plan.total == 6
     other = {"settings": dict(settings[b].comparable_json(), eval_passes=9)}
-    with pytest.raises(UserError, match=rf"'{settings[b].output_dir}' holds run 2 trained with other settings "
-                                        r"\(differs in: eval_passes\)"):
-        plan_runs(grid, settings, {b: {2: other}}, set())
+    for run in (1, 3):  # the first and the last run of the grid alike
+        with pytest.raises(UserError, match=rf"'{settings[b].output_dir}' holds run {run} trained with other "
+                                            r"settings \(differs in: eval_passes\)"):
+            plan_runs(grid, settings, {b: {run: other}}, set())
     # make_plan reads the same from disk; a damaged record stops it with one line naming the file.
     settings[a].output_dir.mkdir(parents=True)
     (settings[a].output_dir / "1.resume.pt").write_bytes(b"")

@@ -215,6 +215,21 @@ def test_full_model_forward_backward(modality: str) -> None:
     assert stem.weight.grad.abs().sum() > 0
 
 
+def test_protonet_model_predicts_the_class_of_the_memory_image_it_is_shown() -> None:
+    """Through the whole model (encoder, then the head with the memory labels): an input that is a
+    memory image, alone in its class, has cosine exactly 1 with that class's prototype."""
+    torch.manual_seed(0)
+    model = get_model("shufflenet", 10, "protonet").eval()
+    memory, labels, order = torch.randn(10, 3, 32, 32), torch.randperm(10), torch.randperm(10)
+    with torch.no_grad():
+        logits = model(memory[order], memory, memory_labels=labels)
+    expected = labels[order]
+    own = logits.gather(1, expected[:, None]).squeeze(1)  # 1 up to the norm epsilon (untrained features are short)
+    torch.testing.assert_close(own, torch.ones(10), atol=1e-3, rtol=0)
+    runner_up = logits.scatter(1, expected[:, None], -INF).max(dim=1).values
+    assert bool((own - runner_up > 1e-3).all()) and logits.argmax(dim=1).tolist() == expected.tolist()
+
+
 # ---------------------------------------------------------------- majority vote
 
 def test_majority_vote_tie_goes_to_the_smaller_class() -> None:
