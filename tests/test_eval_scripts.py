@@ -71,6 +71,10 @@ def test_eval_with_the_training_pass_count_gives_train_py_numbers(runs, cell):
         passes = len(record["pass_accuracies"])
         payload = commands.evaluate_checkpoint(str(folder / f"{run}.pt"), CPU, passes=passes, out=lambda _: None)
         assert payload["pass_accuracies"] == record["pass_accuracies"] and payload["loss"] == record["loss"]
+        checkpoint = load_checkpoint(folder / f"{run}.pt")  # the checkpoint carries the record's mean accuracy
+        assert (checkpoint["accuracy"], checkpoint["run"], checkpoint["seed"]) == (record["accuracy"], run, run - 1)
+    if cell == "encoder_memory":  # passes differ here, so the mean is not any single pass
+        assert any(len(set(r["pass_accuracies"])) > 1 for r in _records(folder).values())
 
 
 # ---- eval_dir.py ------------------------------------------------------------------------------------

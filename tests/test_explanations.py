@@ -16,6 +16,7 @@ from architectures import MemoryWrapNet
 from conftest import run_script
 from suite import commands, explain, figures
 from suite.errors import UserError
+from suite.data import MemorySampler
 from suite.explain import ExplanationCounts, ModelExplanation, count_explanations, select_memories
 from suite.restore import CheckpointOptions, restore_run
 
@@ -179,15 +180,22 @@ def _plain_explanation_counts(restored, passes: int) -> list[dict]:
     return results
 
 
-def test_full_memory_pool_draws_100_memories_from_the_whole_split(runs):
+def test_full_memory_pool_draws_100_memories_from_the_whole_split(runs, monkeypatch):
     restored = restore_run(runs.checkpoint("encoder_memory"), CPU)
     pool, size = explain.memory_pool(restored, "full")
     assert size == 100 and len(pool) == 200 - 20  # all but the validation images
+    assert pool.indices == datasets.split_indices(200, 200, 20, 42)[0]  # the original's split seed
     subset, size = explain.memory_pool(restored, "subset")
     assert size == 10 and len(subset) == 100
+    drawn = []  # (pool size, memory size) of every draw the command makes
+    original = MemorySampler.draw_indices
+    monkeypatch.setattr(MemorySampler, "draw_indices",
+                        lambda self: drawn.append((len(self.pool), self.size)) or original(self))
     payload = commands.explanation_accuracy(str(runs.folders["encoder_memory"]), CPU, passes=1, memory_pool="full",
                                             json_path="", out=_quiet, note=_quiet)
     assert payload["memory_pool"] == "full" and len(payload["runs"]) == 2
+    assert drawn and set(drawn) == {(180, 100)}  # per test batch M and A, 100 images of the 180 each
+    assert len(drawn) == 2 * 2 * 2  # 2 runs x 2 test batches x (M, A)
 
 
 @pytest.mark.slow

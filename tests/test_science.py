@@ -251,6 +251,23 @@ def test_explanations_and_votes_run_the_model_in_eval_mode():
     assert all(torch.equal(before[name], value) for name, value in model.named_buffers())
 
 
+# ---- memories carry the training transform ------------------------------------------------------------
+def test_memories_are_drawn_with_the_training_transform_in_training_and_evaluation():
+    """The protocol: a memory is a draw of the subset *with the training transform* (flips on CIFAR10),
+    at training and at test time alike. Images here differ left and right, so a flip shows."""
+    data = id_data()
+    left_right = torch.stack([data.train.images[:, :, :, 0], data.train.images[:, :, :, 1] // 2], dim=-1)
+    data.train.images = left_right.contiguous()
+    data.train_transform = BatchTransform(IDENTITY.mean, IDENTITY.std, flip=True)
+    for sampler in (data.training_memory(), data.memory_sampler(EVALUATION_MEMORY)):
+        flipped = 0
+        for _ in range(20):
+            images, _ = sampler.draw()
+            right, left = images[:, 0, 0, 1], images[:, 0, 0, 0]
+            flipped += int((left < right).sum())  # unflipped images are brighter on the left
+        assert 0.3 < flipped / (20 * MEMORY) < 0.7
+
+
 # ---- training: one run through train_run, with spies ---------------------------------------------------
 TRAINING_EPOCHS = 3
 
