@@ -335,8 +335,11 @@ def _start_worker(index: int, device_name: str | None, threads: int, parent_pid:
     except Exception as error:  # noqa: BLE001 - every run handed to this worker reports it
         _WORKER["error"] = f"{error.__class__.__name__}: {error}"
     _WORKER.update(device=device, where=f"worker {index}" + (f", {device}" if device is not None else ""))
-    print(f"worker {index}: pid {os.getpid()}, device {device_name or 'from the config'}, {threads} CPU threads",
-          flush=True)
+    # One write: with unbuffered output, print() writes the text and its newline apart, and two workers'
+    # lines interleave.
+    sys.stdout.write(f"worker {index}: pid {os.getpid()}, device {device_name or 'from the config'}, "
+                     f"{threads} CPU threads\n")
+    sys.stdout.flush()
 
 
 def _work(task: RunTask) -> Outcome:

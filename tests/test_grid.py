@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import re
 import time
 from pathlib import Path
 
@@ -328,12 +329,10 @@ def test_killed_worker_and_killed_grid_resume_without_retraining(tmp_path):
     try:
         # 1. Kill one worker in the middle of the grid: its run goes back to the queue, a new worker starts.
         _wait_for(lambda: "[worker 0]" in log.read_text() and "[worker 1]" in log.read_text(), process)
-        worker = next(int(line.split("pid ")[1].split(",")[0]) for line in log.read_text().splitlines()
-                      if line.startswith("worker 0: pid"))
+        worker = int(re.search(r"worker 0: pid (\d+),", log.read_text()).group(1))
         os.kill(worker, signal.SIGKILL)
         _wait_for(lambda: log.read_text().count("worker 0: pid") == 2, process)
-        died = next(line for line in log.read_text().splitlines() if line.startswith("worker 0 died while training "))
-        cell, run = died.removeprefix("worker 0 died while training ").split(";")[0].split(" run ")
+        cell, run = re.search(r"worker 0 died while training (\S+) run (\d+);", log.read_text()).groups()
         _wait_for(lambda: f"{cell} | Run:{run} |" in log.read_text(), process)  # back in the queue, trained
         # 2. Kill the grid process alone (SIGKILL: it cannot stop its workers): they stop by themselves,
         # and nothing half-written may remain.
