@@ -186,6 +186,8 @@ BUGS: list[Bug] = [
     bug("R7", "suite/records.py", "atomic_write_bytes(path, record_bytes(record))",
         "path.write_bytes(record_bytes(record))", "run records written in place (half a record after a kill)",
         FILES, TRAIN),
+    bug("R8", "suite/restore.py", "    model.to(device).eval()\n", "    model.to(device)\n",
+        "restored models left in train mode (memory-image figures run BatchNorm on test batches)", EVAL, EXPL),
     # ---- grid and statistics --------------------------------------------------------------------
     bug("G1", "suite/grid.py", "if task.run in finished:", "if task.run_index in finished:",
         "grid plan matches records by 0-based index", GRID),
@@ -207,6 +209,15 @@ BUGS: list[Bug] = [
         SCIENCE, BASELINES),
     bug("J4", "suite/journal/interpretability.py", "/ (l1(x_cf) + eps)", "/ (squared_l2(x_cf) + eps)",
         "IM2 divided by the squared L2 norm instead of the L1 norm", CF),
+    bug("J6", "suite/journal/interpretability.py", "return error_orig / (error_new + eps)",
+        "return error_new / (error_orig + eps)", "IIM1 equal to IM1 instead of its inverse", CF),
+    bug("J7", "suite/journal/example_quality.py",
+        "memory = contributions(batch.memory_hidden, batch.memory_predictions, batch.output_weight)",
+        "memory = contributions(batch.memory_hidden, batch.predictions[:1].expand_as(batch.memory_predictions), "
+        "batch.output_weight)", "CHP weighs memory samples by the first input's class, not their own", QUALITY),
+    bug("J8", "suite/journal/cfproto.py", "return torch.clamp(orig - others.max(dim=1).values, min=-kappa)",
+        "return torch.clamp(orig - others.max(dim=1).values, max=-kappa)",
+        "prototype search's prediction term clamped from above instead of below", CF),
     bug("J5", "suite/journal/counterfactual_quality.py", "eligible = (weights > 0) &", "eligible = (weights >= 0) &",
         "Memory Wrap counterfactual may be a zero-weight memory sample", QUALITY),
 ]
