@@ -144,6 +144,15 @@ def _break(path: Path) -> None:
             os.unlink(aside)
 
 
+def _write_owner(handle: int, owner: Owner) -> None:
+    """Write the owner into an open lock file, reach the disk, close it."""
+    try:
+        os.write(handle, json.dumps(asdict(owner)).encode())
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
 def _create(path: Path, owner: Owner) -> bool:
     """Create the lock file with its content in one step; False if it exists.
 
@@ -154,11 +163,7 @@ def _create(path: Path, owner: Owner) -> bool:
     """
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     try:
-        try:
-            os.write(handle, json.dumps(asdict(owner)).encode())
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+        _write_owner(handle, owner)
         try:
             os.link(temporary, path)
         except FileExistsError:
@@ -180,11 +185,7 @@ def _create_exclusive(path: Path, owner: Owner) -> bool:
     except FileExistsError:
         return False
     try:
-        try:
-            os.write(handle, json.dumps(asdict(owner)).encode())
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+        _write_owner(handle, owner)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)  # a lock without its owner would block the run until it is stale
