@@ -86,6 +86,18 @@ def test_each_method_picks_its_hand_computed_example():
         assert choose_and_score(BATCH, method, torch.Generator()).examples.tolist() == examples, method
 
 
+def test_chp_weighs_each_memory_sample_by_its_own_predicted_class():
+    # Input 0 predicts class 0 (no memory sample is predicted 0); input 1 predicts 1, as both samples do.
+    # Input 1: W[1] * (3, 1) = (0, 1). Weighted by their own class 1, sample 0 (0.5, 1) -> (0, 1) is at 0
+    # and sample 1 (0, 3) -> (0, 3) at 2: sample 0. Weighted by any other row's class (0), they would be
+    # (1, 0) at sqrt(2) and (0, 0) at 1: sample 1.
+    batch = MemoryBatch(torch.tensor([[2.0, 0.0, -1.0], [0.0, 2.0, -1.0]]), torch.full((2, 2), 0.5),
+                        torch.zeros(2, 1), torch.tensor([[0.0, 2.0, -1.0], [0.0, 2.0, -1.0]]),
+                        torch.tensor([[1.0, 0.0], [3.0, 1.0]]), torch.tensor([[0.5, 1.0], [0.0, 3.0]]),
+                        OUTPUT_WEIGHT)
+    assert choose_and_score(batch, "chp", torch.Generator()).examples.tolist() == [NO_EXAMPLE, 0]
+
+
 def test_non_representativeness_scores_match_hand_computation():
     memory_wrap = choose_and_score(BATCH, "memory_wrap", torch.Generator())
     # input 0 <- sample 2 [3, 1, -1]; input 1 <- sample 0 [0, 2, -1]

@@ -401,6 +401,28 @@ def test_memory_images_show_each_input_with_its_positive_weight_memories_in_weig
             assert np.array_equal(_shown(bottom), figures.to_uint8_image(expected))
 
 
+def test_memory_images_of_a_batchnorm_model_show_what_the_model_computes_in_eval_mode(runs, tmp_path,
+                                                                                    monkeypatch):
+    # A figure of three test inputs must show the model's eval-mode predictions and weights: in train
+    # mode BatchNorm would normalise with the statistics of these three inputs (and of the memory).
+    shown = _capture_figures(monkeypatch)
+    commands.memory_images(str(runs.checkpoint("cnn")), FIGURE_CPU, max_images=3, images_dir=tmp_path, out=_quiet)
+    restored = restore_run(runs.checkpoint("cnn"), FIGURE_CPU)
+    model, data, spec = restored.model.eval(), restored.data, restored.data.spec
+    assert any(isinstance(module, nn.BatchNorm2d) for module in model.modules())
+    memory, _ = data.memory_sampler("memory_images").draw()
+    inputs = data.test_inputs(torch.arange(0, 3))
+    with torch.no_grad():
+        logits, weights = model(inputs, memory, return_weights=True)
+    axes = shown[0].axes
+    for column in range(3):
+        assert axes[column].get_title() == f"Prediction:{spec.classes[int(logits[column].argmax())]}"
+        row = weights[column]
+        kept = sorted((j for j in range(len(row)) if row[j] > 0), key=lambda j: (-float(row[j]), j))
+        expected = figures.memory_grid(datasets.undo_normalization(memory[kept], spec))
+        assert np.array_equal(_shown(axes[3 + column]), figures.to_uint8_image(expected))
+
+
 PIXEL = (5, 20)  # the one input pixel the heat-map stub looks at
 
 

@@ -188,7 +188,11 @@ BUGS: list[Bug] = [
         FILES, TRAIN),
     bug("R8", "suite/restore.py", "    model.to(device).eval()\n", "    model.to(device)\n",
         "restored models left in train mode (memory-image figures run BatchNorm on test batches)", EVAL, EXPL),
+    bug("R9", "suite/locks.py", "os.write(handle, json.dumps(asdict(owner)).encode())", "os.write(handle, b'{}')",
+        "lock files written without their owner", FILES),
     # ---- grid and statistics --------------------------------------------------------------------
+    bug("G5", "suite/grid.py", "f\"worker {index}: pid {os.getpid()}", "f\"worker {index}: pid {os.getppid()}",
+        "a grid worker announces the grid's pid as its own", GRID),
     bug("G1", "suite/grid.py", "if task.run in finished:", "if task.run_index in finished:",
         "grid plan matches records by 0-based index", GRID),
     bug("G2", "suite/grid.py", "if (cell, task.run) in resume_files:", "if (cell, task.run_index) in resume_files:",
