@@ -15,7 +15,6 @@ stopped with `echo quit | nvidia-cuda-mps-control`; without it the MPS rows are 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

@@ -14,7 +14,6 @@ bug that both sides share. Here the function production uses (`evaluate`, `train
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

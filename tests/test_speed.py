@@ -2,7 +2,6 @@
 host sync in the step; compilation happens once per process; a missing toolchain is one line."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
