@@ -46,8 +46,8 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 600,
-               env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run a top-level script through its CLI, as a user would (`env`: extra environment variables)."""
-    environment = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd or REPO, env=environment,
+               env: dict | None = None, repo: Path = REPO) -> subprocess.CompletedProcess:
+    """Run a top-level script of `repo` through its CLI, as a user would (`env`: extra environment variables)."""
+    environment = dict(os.environ, PYTHONPATH=str(repo)) | (env or {})
+    return subprocess.run([sys.executable, str(repo / script), *args], cwd=cwd or repo, env=environment,
                           capture_output=True, text=True, timeout=timeout)

@@ -5,8 +5,14 @@ These are the worked examples of the README's "Extending the suite" section, run
 """
 from __future__ import annotations
 
+import inspect
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
+from conftest import REPO, run_script
 from torch import Tensor, nn
 
 import architectures
@@ -99,3 +105,52 @@ def test_a_new_encoder_dataset_and_attribution_go_through_the_whole_pipeline(ext
     with pytest.raises(Exception, match="--n_steps does not apply to --method=gradient_x_input"):
         commands.heatmaps(str(settings.output_dir / "1.pt"), CheckpointOptions(device="cpu"),
                           method="gradient_x_input", method_options={"n_steps": 3}, images_dir=tmp_path)
+
+
+# ---- the same three as files dropped into a copy of the repository --------------------------------------
+ENCODER_FILE = ("from __future__ import annotations\n\nimport torch\nfrom torch import Tensor, nn\n\n"
+                "from .base import MemoryWrapNet\nfrom .registry import register_model\n\n\n"
+                + inspect.getsource(TinyConvNet) + "\n\n@register_model(\"tiny_conv\", display_name=\"TinyConv\")\n"
+                + inspect.getsource(tiny_conv_net))
+DATASET_FILE = ("from __future__ import annotations\n\nimport torch\n\n"
+                "from .formats import TensorImages\nfrom .registry import DatasetSpec, register_dataset\n\n\n"
+                + inspect.getsource(open_stripes)
+                + "\n\nregister_dataset(DatasetSpec(\"STRIPES\", (\"top\", \"middle\", \"bottom\"), (0.3, 0.3, 0.3), "
+                  "(0.3, 0.3, 0.3), validation_size=10, flip=True, drop_last=True, shuffle_test=False, "
+                  "autoaugment_policy=\"CIFAR10\", open=open_stripes, default_section={\"num_epochs\": 4, "
+                  "\"opt_milestones\": [], \"mem_examples\": 12, \"lr_schedule\": \"multistep\"}))\n")
+ATTRIBUTION_FILE = ("from __future__ import annotations\n\nfrom . import register_attribution\n\n\n"
+                    "@register_attribution(\"gradient_x_input\", title=\"Gradient x input\")\n"
+                    + inspect.getsource(gradient_times_input))
+
+
+@pytest.mark.slow
+def test_each_extension_is_one_new_file(tmp_path):
+    """Three files added to a copy of the repository, nothing else edited: the scripts train the new
+    encoder on the new dataset and draw heat maps with the new method."""
+    repo = tmp_path / "repo"
+    run_outputs = {".git", "tests", "docs", "models", "images", "datasets", "grids", ".pytest_cache", ".pytest-tmp"}
+    shutil.copytree(REPO, repo, ignore=lambda folder, names: {n for n in names if n == "__pycache__" or (
+        Path(folder) == REPO and n in run_outputs)})
+    (repo / "architectures" / "tiny_conv.py").write_text(ENCODER_FILE)
+    (repo / "suite" / "datasets" / "stripes.py").write_text(DATASET_FILE)
+    (repo / "suite" / "attribution" / "gradient_x_input.py").write_text(ATTRIBUTION_FILE)
+    config = {"model": "tiny_conv", "model_options": {"width": 12}, "train_examples": 80, "runs": 1,
+              "batch_size_train": 16, "batch_size_test": 10, "dataset_name": "STRIPES", "device": "cpu",
+              "models_dir": str(tmp_path / "models"), "eval_passes": 2,
+              "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}}
+    (tmp_path / "stripes.yaml").write_text(json.dumps(config))  # JSON is YAML
+    environment = {"PYTHONPATH": str(repo)}
+
+    def script(name: str, *args: str):
+        result = run_script(name, *args, cwd=tmp_path, env=environment, repo=repo)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return result
+
+    trained = script("train.py", "--modality=encoder_memory", f"--config={tmp_path / 'stripes.yaml'}")
+    accuracy = float(trained.stdout.split("| Accuracy ")[1].split(" ")[0])
+    assert accuracy > 60.0  # 3 classes: chance is 33 %
+    checkpoint = tmp_path / "models" / "STRIPES" / "encoder_memory" / "tiny_conv" / "80" / "1.pt"
+    script("generate_heatmaps.py", f"--path_model={checkpoint}", "--method=gradient_x_input", "--max_images=1",
+           "--device=cpu")
+    assert (tmp_path / "images" / "saliency" / "STRIPES" / "encoder_memory" / "tiny_conv" / "0.png").stat().st_size

@@ -190,6 +190,9 @@ BUGS: list[Bug] = [
         "restored models left in train mode (memory-image figures run BatchNorm on test batches)", EVAL, EXPL),
     bug("R9", "suite/locks.py", "os.write(handle, json.dumps(asdict(owner)).encode())", "os.write(handle, b'{}')",
         "lock files written without their owner", FILES),
+    bug("X8", "suite/attribution/__init__.py", "for _module in _pkgutil.iter_modules(__path__):",
+        "for _module in [m for m in _pkgutil.iter_modules(__path__) if m.name == \"captum_methods\"]:",
+        "an attribution method added as a new file is never imported (only the built-ins)", "tests/test_extensions.py"),
     # ---- grid and statistics --------------------------------------------------------------------
     bug("G5", "suite/grid.py", "f\"worker {index}: pid {os.getpid()}", "f\"worker {index}: pid {os.getppid()}",
         "a grid worker announces the grid's pid as its own", GRID),

@@ -1,56 +1,10 @@
-"""Attribution methods for the heat-map figures, registered by name (captum does the work).
-
-A method attributes one logit (`target`) of `forward(input, memory)` to the input AND to every
-memory image it was given. Adding a method is one registered function here (or in any imported
-module): `generate_heatmaps.py --method=NAME` picks it, and its `title` labels the heat maps.
-"""
+"""The built-in attribution methods: captum's Integrated Gradients (the original's), Saliency and
+GradientSHAP, registered under the names `generate_heatmaps.py --method` takes."""
 from __future__ import annotations
-
-import inspect
-from dataclasses import dataclass
-from typing import Callable
 
 from torch import Tensor
 
-Forward = Callable[[Tensor, Tensor], Tensor]
-Attribute = Callable[..., tuple[Tensor, Tensor]]  # (forward, inputs, baselines, target, **options)
-
-
-@dataclass(frozen=True)
-class AttributionMethod:
-    name: str
-    title: str  # shown above each heat map
-    attribute: Attribute
-
-    @property
-    def options(self) -> dict[str, object]:
-        """The method's own options and their defaults (its keyword-only parameters)."""
-        return {name: p.default for name, p in inspect.signature(self.attribute).parameters.items()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY}
-
-
-_METHODS: dict[str, AttributionMethod] = {}
-DEFAULT_METHOD = "integrated_gradients"
-
-
-def register_attribution(name: str, title: str) -> Callable[[Attribute], Attribute]:
-    def decorate(function: Attribute) -> Attribute:
-        if name in _METHODS:
-            raise ValueError(f"attribution method '{name}' is registered twice")
-        _METHODS[name] = AttributionMethod(name, title, function)
-        return function
-
-    return decorate
-
-
-def list_methods() -> list[str]:
-    return sorted(_METHODS)
-
-
-def get_method(name: str) -> AttributionMethod:
-    if name not in _METHODS:
-        raise ValueError(f"unknown attribution method '{name}'; valid methods: {', '.join(list_methods())}")
-    return _METHODS[name]
+from . import Forward, register_attribution
 
 
 @register_attribution("integrated_gradients", title="Saliency")  # the original figures' title
