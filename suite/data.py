@@ -23,6 +23,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from .datasets import DatasetSpec, get_spec, open_images
 from .datasets.formats import gather_images
@@ -206,12 +207,10 @@ class RunData:
 TRAINING_STREAMS = ("train_order", "train_flips", "train_memory")
 
 
-def resident(name: str, dataset_dir: str, train: bool, download: bool, indices: list[int] | None,
-             device: torch.device) -> ResidentImages:
-    raw = open_images(name, dataset_dir, train, download)
-    indices = list(range(len(raw))) if indices is None else list(indices)
+def resident(raw: Dataset, indices: list[int] | range, device: torch.device) -> ResidentImages:
+    """The images `indices` of an opened dataset, as uint8 tensors on `device`."""
     images, labels = gather_images(raw, indices)
-    return ResidentImages(images.to(device), labels.to(device), indices)
+    return ResidentImages(images.to(device), labels.to(device), list(indices))
 
 
 def validation_size(config: dict) -> int:
@@ -234,8 +233,8 @@ def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu",
     train_raw = open_images(spec.name, root, True, download)
     test_raw = open_images(spec.name, root, False, download)
     train_indices, _ = split_indices(len(train_raw), train_examples, validation_size(config), seed)
-    train = resident(spec.name, root, True, download, train_indices, device)
-    test = resident(spec.name, root, False, download, range(len(test_raw)), device)
+    train = resident(train_raw, train_indices, device)
+    test = resident(test_raw, range(len(test_raw)), device)
     channels_last = config.get("channels_last", False)
     return RunData(
         spec=spec, device=device, seed=seed, train=train, test=test,

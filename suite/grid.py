@@ -215,15 +215,13 @@ class Outcome:
 RECORD_FIELDS = ("run", "accuracy", "loss", "train_seconds", "eval_seconds", "device")
 
 
-def execute(task: RunTask, device=None, on_epoch_end: Callable[[int], None] | None = None,
-            where: str = "") -> Outcome:
+def execute(task: RunTask, device=None, where: str = "") -> Outcome:
     """Train one run (resuming it if interrupted); never raises for a failed run, only reports it."""
     from .checkpoints import RunBusy, RunFinished
     from .training import train_run
 
     try:
-        result = train_run(task.settings, task.run_index, device, resume=True, on_epoch_end=on_epoch_end,
-                           skip_finished=True)
+        result = train_run(task.settings, task.run_index, device, resume=True, skip_finished=True)
     except RunBusy as error:
         return Outcome(task.label, BUSY, str(error), where=where)
     except RunFinished:

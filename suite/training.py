@@ -162,7 +162,7 @@ def periodic_test_accuracy(state: RunState, settings: TrainSettings, epoch: int)
 
 
 def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run: int, log_every: int,
-                 on_epoch_end: list[EpochCallback], epoch_log: EpochLog | None = None,
+                 callbacks: list[EpochCallback], epoch_log: EpochLog | None = None,
                  lock: RunLock | None = None) -> None:
     """Epochs from the state's to the last; after each: divergence check, the metrics row, the resume
     file (which also holds the rows, so that a resumed CSV has every epoch once), callbacks."""
@@ -190,7 +190,7 @@ def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run
             history = epoch_log.history
         save_run_file(state_file, {"settings": settings.comparable_json(), "state": state.state_dict(),
                                    "epochs": history})
-        for callback in on_epoch_end:
+        for callback in callbacks:
             callback(stats, state)
 
 
@@ -239,13 +239,13 @@ def record_run(folder: Path, record: dict) -> None:
 
 
 def train_run(settings: TrainSettings, run_index: int, device: torch.device | None = None,
-              resume: bool = True, log_every: int = 0, on_epoch_end: Callable[[int], None] | None = None,
-              skip_finished: bool = False, epoch_callbacks: list[EpochCallback] = ()) -> RunResult:
+              resume: bool = True, log_every: int = 0, skip_finished: bool = False,
+              epoch_callbacks: list[EpochCallback] = ()) -> RunResult:
     """Train run `run_index` (0-based; seed = run_index, files named run_index + 1), evaluate, record.
 
     Raises RunBusy if another process holds the run's lock and, with `skip_finished`, RunFinished if
     the run is already recorded (checked under the lock: concurrent workers never train a run twice).
-    `on_epoch_end(epoch)` and `epoch_callbacks` are called after each epoch's resume file is written.
+    `epoch_callbacks(stats, state)` are called after each epoch's resume file is written.
     Writes `<run>.metrics.csv` as it trains, then `<run>.pt` (if `save`) and the record `<run>.json`.
     """
     device = device or resolve_device(settings.config["device"])
@@ -268,12 +268,9 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
             raise RunFinished(f"run {run} in '{folder}' is already finished")
         state_file = resume_path(folder, run)
         state, history = init_or_resume(settings, data, device, state_file, resume)
-        callbacks = list(epoch_callbacks)
-        if on_epoch_end is not None:
-            callbacks.append(lambda stats, _: on_epoch_end(stats.epoch))
         epoch_log = open_epoch_log(folder, run, history, settings.config["tensorboard"])
         try:
-            train_epochs(state, settings, state_file, run, log_every, callbacks, epoch_log, lock)
+            train_epochs(state, settings, state_file, run, log_every, list(epoch_callbacks), epoch_log, lock)
         finally:
             epoch_log.close()
         eval_started = time.perf_counter()

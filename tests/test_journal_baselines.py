@@ -97,8 +97,8 @@ def test_matching_run_resumes_to_the_same_numbers(tmp_path):
     class Killed(Exception):
         pass
 
-    def kill_after_first(epoch: int) -> None:
-        if epoch == 1:
+    def kill_after_first(stats, state) -> None:
+        if stats.epoch == 1:
             raise Killed
 
     # A tiny ViT keeps the LSTMs small (width 32); the head and its state are the same for every encoder.
@@ -108,7 +108,7 @@ def test_matching_run_resumes_to_the_same_numbers(tmp_path):
     whole = train_run(digits_settings(tmp_path / "whole", "matching", *overrides), 0).record
     killed = digits_settings(tmp_path / "killed", "matching", *overrides)
     with pytest.raises(Killed):
-        train_run(killed, 0, on_epoch_end=kill_after_first)
+        train_run(killed, 0, epoch_callbacks=[kill_after_first])
     resumed = train_run(killed, 0, resume=True).record
     assert resumed["pass_accuracies"] == whole["pass_accuracies"] and resumed["loss"] == whole["loss"]
     assert whole["modality"] == "matching" and 0 < whole["train_seconds"] and len(whole["pass_accuracies"]) == 2

@@ -77,8 +77,8 @@ class _Killed(Exception):
 
 
 def _kill_after(epochs: int):
-    def callback(epoch: int) -> None:
-        if epoch == epochs:
+    def callback(stats, state) -> None:
+        if stats.epoch == epochs:
             raise _Killed
 
     return callback
@@ -94,7 +94,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_dataset_dir)
     uninterrupted = train_run(settings("whole"), 0).record
     interrupted = settings("killed")
     with pytest.raises(_Killed):
-        train_run(interrupted, 0, on_epoch_end=_kill_after(2))
+        train_run(interrupted, 0, epoch_callbacks=[_kill_after(2)])
     assert (interrupted.output_dir / "1.resume.pt").exists() and not (interrupted.output_dir / "1.pt").exists()
     resumed = train_run(interrupted, 0, resume=True).record
     assert resumed["pass_accuracies"] == uninterrupted["pass_accuracies"]
@@ -221,7 +221,7 @@ def test_diverging_loss_stops_naming_run_and_epoch(tmp_path, tiny_dataset_dir, m
 def test_corrupted_resume_state_is_reported(tmp_path, tiny_dataset_dir, damage):
     settings = _settings(tmp_path, tiny_dataset_dir, "std")
     with pytest.raises(_Killed):
-        train_run(settings, 0, on_epoch_end=_kill_after(1))
+        train_run(settings, 0, epoch_callbacks=[_kill_after(1)])
     state = settings.output_dir / "1.resume.pt"
     content = state.read_bytes()
     state.write_bytes(content[: len(content) // 3] if damage == "truncate" else b"\x80\x04garbage")
@@ -245,7 +245,7 @@ def test_corrupted_results_log_is_reported(tmp_path, tiny_dataset_dir):
 def test_resuming_with_changed_settings_is_refused(tmp_path, tiny_dataset_dir):
     settings = _settings(tmp_path, tiny_dataset_dir, "std")
     with pytest.raises(_Killed):
-        train_run(settings, 0, on_epoch_end=_kill_after(1))
+        train_run(settings, 0, epoch_callbacks=[_kill_after(1)])
     changed = TrainSettings(dict(settings.config, batch_size_train=16), "std")
     with pytest.raises(CheckpointError, match="differs in: batch_size_train"):
         train_run(changed, 0, resume=True)
