@@ -18,6 +18,7 @@ own generator for each batch (see `BatchTransform`).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -219,21 +220,28 @@ def validation_size(config: dict) -> int:
     return spec.validation_size if size is None else size
 
 
-def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu",
-                   train_examples: int | None = None) -> RunData:
-    """Split, resident images, transforms and generators of run `seed`, from a validated config.
+WHOLE_SPLIT = sys.maxsize  # as train_examples: every training image but the validation hold-out
 
-    `train_examples` replaces the config's (explanation_accuracy's "full" memory pool).
-    """
+
+def training_subset(config: dict, seed: int, device: torch.device | str = "cpu",
+                    train_examples: int | None = None) -> ResidentImages:
+    """The training images of split seed `seed`, resident on `device`: `train_examples` of them (the
+    config's by default; WHOLE_SPLIT for the whole training split, as the original's explanation
+    accuracy and the journal's autoencoders used)."""
+    spec = get_spec(config["dataset_name"])
+    train_raw = open_images(spec.name, config["dataset_dir"], True, config["download"])
+    size = config["train_examples"] if train_examples is None else train_examples
+    indices, _ = split_indices(len(train_raw), size, validation_size(config), seed)
+    return resident(train_raw, indices, torch.device(device))
+
+
+def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu") -> RunData:
+    """Split, resident images, transforms and generators of run `seed`, from a validated config."""
     device = torch.device(device)
     spec = get_spec(config["dataset_name"])
     section = config[spec.name]
-    train_examples = config["train_examples"] if train_examples is None else train_examples
-    root, download = config["dataset_dir"], config["download"]
-    train_raw = open_images(spec.name, root, True, download)
-    test_raw = open_images(spec.name, root, False, download)
-    train_indices, _ = split_indices(len(train_raw), train_examples, validation_size(config), seed)
-    train = resident(train_raw, train_indices, device)
+    train = training_subset(config, seed, device)
+    test_raw = open_images(spec.name, config["dataset_dir"], False, config["download"])
     test = resident(test_raw, range(len(test_raw)), device)
     channels_last = config.get("channels_last", False)
     return RunData(

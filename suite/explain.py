@@ -13,7 +13,6 @@ checkpoint are the same at every call.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .attribution import DEFAULT_METHOD, get_method
-from .data import MemorySampler, ResidentImages, RunData, build_run_data, generator
+from .data import WHOLE_SPLIT, MemorySampler, ResidentImages, RunData, generator, training_subset
 from .datasets import DatasetSpec
 from .evaluation import encode_test_set
 from .progress import track
@@ -132,9 +131,8 @@ def memory_pool(restored, pool: str) -> tuple[ResidentImages, int]:
     if pool == "subset":
         return restored.data.train, restored.settings.mem_examples
     if pool == "full":
-        whole = build_run_data(restored.settings.config, ORIGINAL_SPLIT_SEED, restored.device,
-                               train_examples=sys.maxsize)
-        return whole.train, ORIGINAL_MEMORY_SIZE
+        whole = training_subset(restored.settings.config, ORIGINAL_SPLIT_SEED, restored.device, WHOLE_SPLIT)
+        return whole, ORIGINAL_MEMORY_SIZE
     raise ValueError(f"unknown memory pool '{pool}'; valid pools: {', '.join(MEMORY_POOLS)}")
 
 
