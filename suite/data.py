@@ -223,16 +223,20 @@ def validation_size(config: dict) -> int:
 WHOLE_SPLIT = sys.maxsize  # as train_examples: every training image but the validation hold-out
 
 
-def training_subset(config: dict, seed: int, device: torch.device | str = "cpu",
-                    train_examples: int | None = None) -> ResidentImages:
-    """The training images of split seed `seed`, resident on `device`: `train_examples` of them (the
+def training_indices(config: dict, seed: int, train_examples: int | None = None) -> list[int]:
+    """Dataset indices of the training images of split seed `seed`: `train_examples` of them (the
     config's by default; WHOLE_SPLIT for the whole training split, as the original's explanation
     accuracy and the journal's autoencoders used)."""
-    spec = get_spec(config["dataset_name"])
-    train_raw = open_images(spec.name, config["dataset_dir"], True, config["download"])
+    train_raw = open_images(config["dataset_name"], config["dataset_dir"], True, config["download"])
     size = config["train_examples"] if train_examples is None else train_examples
-    indices, _ = split_indices(len(train_raw), size, validation_size(config), seed)
-    return resident(train_raw, indices, torch.device(device))
+    return split_indices(len(train_raw), size, validation_size(config), seed)[0]
+
+
+def training_subset(config: dict, seed: int, device: torch.device | str = "cpu",
+                    train_examples: int | None = None) -> ResidentImages:
+    """The images of `training_indices`, resident on `device`."""
+    train_raw = open_images(config["dataset_name"], config["dataset_dir"], True, config["download"])
+    return resident(train_raw, training_indices(config, seed, train_examples), torch.device(device))
 
 
 def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu") -> RunData:
