@@ -166,13 +166,14 @@ def _create(path: Path, owner: Owner) -> bool:
         _write_owner(handle, owner)
         try:
             os.link(temporary, path)
-        except FileExistsError:
-            return False
         except OSError as error:
-            if os.stat(temporary).st_nlink != 2:
-                if error.errno not in NO_HARD_LINKS:
-                    raise
-                return _create_exclusive(path, owner)
+            if os.stat(temporary).st_nlink == 2:
+                return True  # linked after all: NFS reports a retried link() that the server made as failed
+            if isinstance(error, FileExistsError):
+                return False
+            if error.errno not in NO_HARD_LINKS:
+                raise
+            return _create_exclusive(path, owner)
         return True
     finally:
         with contextlib.suppress(FileNotFoundError):

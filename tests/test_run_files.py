@@ -143,6 +143,20 @@ def test_breaking_a_stale_lock_puts_back_one_renewed_meanwhile(tmp_path, monkeyp
     assert json.loads(path.read_text())["host"] == "node-new" and leftovers(tmp_path) == ["1.lock"]
 
 
+def test_a_link_reported_as_failed_but_made_on_the_server_takes_the_lock(tmp_path, monkeypatch):
+    link = os.link
+
+    def retried_on_nfs(source, target):  # the first try reached the server; its retry finds the name taken
+        link(source, target)
+        raise FileExistsError(errno.EEXIST, "File exists", str(target))
+
+    monkeypatch.setattr(locks.os, "link", retried_on_nfs)
+    lock = locks.acquire(tmp_path, 1)
+    assert lock.held() and json.loads(lock.path.read_text())["token"] == lock.owner.token
+    lock.release()
+    assert leftovers(tmp_path) == []
+
+
 def test_a_file_system_without_links_or_writes_gives_one_line(tmp_path, monkeypatch):
     def no_links(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")
