@@ -123,12 +123,10 @@ def _is_stale(path: Path, owner: Owner | None, stale_after: float) -> bool:
     return age is not None and age > stale_after
 
 
-def _break(path: Path) -> None:
-    """Remove a stale lock; if it was refreshed or replaced since it was judged, put it back."""
-    try:
-        judged = path.stat()
-    except FileNotFoundError:
-        return
+def _break(path: Path, judged: os.stat_result) -> None:
+    """Remove a stale lock; if it was refreshed or replaced since it was judged, put it back. `judged` is
+    its stat taken before its owner was read: a stat taken here could already be of a lock that another
+    process broke and re-created meanwhile, which would then be removed."""
     aside = path.with_name(f"{temporary_prefix(path)}{secrets.token_hex(4)}.tmp")
     try:
         os.rename(path, aside)
@@ -204,12 +202,16 @@ def acquire(folder: Path, run: int, heartbeat: float = HEARTBEAT_SECONDS,
         for _ in range(3):  # a lock broken or released meanwhile: try again
             if _create(path, owner):
                 return RunLock(path, owner, heartbeat)
+            try:
+                judged = path.stat()  # before the owner is read: only the file judged stale may be broken
+            except FileNotFoundError:
+                continue  # released or broken meanwhile
             current = read_owner(path)
             if not _is_stale(path, current, stale_after):
                 holder = (current.describe() if current is not None
                           else f"lock file unreadable: taken as abandoned {stale_after / 60:g} minutes after its last change")
                 raise RunBusy(f"run {run} in '{folder}' is being trained by another process ({holder})")
-            _break(path)
+            _break(path, judged)
     except OSError as error:
         raise LockError(f"cannot lock run {run} in '{folder}': {error.strerror or error} on '{error.filename or path}'; "
                         "the models folder must be writable and allow exclusive file creation (O_EXCL): set "

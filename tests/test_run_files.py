@@ -157,6 +157,16 @@ def test_a_link_reported_as_failed_but_made_on_the_server_takes_the_lock(tmp_pat
     assert leftovers(tmp_path) == []
 
 
+def test_breaking_a_stale_lock_late_leaves_the_lock_of_whoever_broke_it_first(tmp_path):
+    path = _write_lock(tmp_path, 1, host_name(), _dead_pid(), age=locks.STALE_SECONDS * 2)
+    judged = path.stat()  # a first acquirer judges the lock stale here, then pauses before breaking it
+    second = locks.acquire(tmp_path, 1)  # a second one breaks it and takes the run meanwhile
+    locks._break(path, judged)  # the first one resumes: it must not break the second one's fresh lock
+    assert second.held()
+    second.release()
+    assert leftovers(tmp_path) == []
+
+
 def test_a_file_system_without_links_or_writes_gives_one_line(tmp_path, monkeypatch):
     def no_links(*args, **kwargs):
         raise OSError(errno.EPERM, "Operation not permitted")
