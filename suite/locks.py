@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import UserError
-from .files import file_age, file_system_now, temporary_prefix
+from .files import STALE_SECONDS, file_age, file_system_now, temporary_prefix
 from .owners import host_name, start_token, writer_alive
 
 HEARTBEAT_SECONDS = 60.0
-STALE_SECONDS = 600.0
 NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
 
 
