@@ -149,10 +149,10 @@ def migrate_results(folder: Path) -> int:
         return 0
     existing = record_files(folder)
     written = 0
-    for record in read_legacy_results(log.path):
-        if record["run"] not in existing:
+    latest = {record["run"]: record for record in read_legacy_results(log.path)}  # a run's last line, as read
+    for run, record in sorted(latest.items()):
+        if run not in existing:
             write_record(folder, record)
-            existing[record["run"]] = record_path(folder, record["run"])
             written += 1
     log.path.rename(log.path.with_name(RESULTS_FILE + ".migrated"))
     return written

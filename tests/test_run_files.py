@@ -223,6 +223,15 @@ def test_records_are_one_file_per_run_and_former_logs_still_count(tmp_path):
     assert RunLog(tmp_path).finished() == log.finished()
 
 
+def test_migrating_a_run_logged_twice_keeps_the_record_that_counted(tmp_path):
+    legacy = [{"run": 1, "accuracy": 50.0}, {"run": 2, "accuracy": 60.0}, {"run": 1, "accuracy": 55.0}]
+    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    before = RunLog(tmp_path).finished()
+    assert before[1] == legacy[2]  # the later line of a run is the one read
+    assert migrate_results(tmp_path) == 2
+    assert RunLog(tmp_path).finished() == before
+
+
 @pytest.mark.parametrize("content, problem", [("{\"run\": 3, \"accu", "is not valid JSON"),
                                               ("{\"run\": 4}", "is not the record of run 3")])
 def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, content, problem):
