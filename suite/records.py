@@ -91,13 +91,7 @@ class RunLog:
 
     def sources(self) -> dict[int, tuple[dict, Path]]:
         """Run -> (record, file it was read from); a per-run file wins over the former log."""
-        found: dict[int, tuple[dict, Path]] = {}
-        if self.path.is_file():
-            for record in read_legacy_results(self.path):
-                found[record["run"]] = (record, self.path)
-        for run, path in record_files(self.folder).items():
-            found[run] = (read_record(path), path)
-        return dict(sorted(found.items()))
+        return read_sources(self.folder)
 
     def read(self) -> list[dict]:
         """Every finished run's record, in run order."""
@@ -114,22 +108,31 @@ class RunLog:
         self.path.unlink(missing_ok=True)
 
 
-def lenient_sources(folder: Path) -> tuple[dict[int, tuple[dict, Path]], list[str]]:
-    """As RunLog.sources, but a damaged file is left out and its one-line error returned (the report)."""
+def read_sources(folder: Path, problems: list[str] | None = None) -> dict[int, tuple[dict, Path]]:
+    """Run -> (record, file it was read from) of a cell folder; a per-run file wins over the former log.
+
+    A damaged file raises its one-line CheckpointError, or, given `problems` (the report), is left out
+    and its error appended there. A results.jsonl that is gone counts as none: `grid.py migrate` in
+    another process renames it only after writing its per-run files, which are listed after it is read.
+    """
     found: dict[int, tuple[dict, Path]] = {}
-    problems = []
     legacy = Path(folder) / RESULTS_FILE
-    if legacy.is_file():
-        try:
-            found.update({record["run"]: (record, legacy) for record in read_legacy_results(legacy)})
-        except CheckpointError as error:
-            problems.append(str(error))
+    try:
+        found.update({record["run"]: (record, legacy) for record in read_legacy_results(legacy)})
+    except FileNotFoundError:
+        pass
+    except CheckpointError as error:
+        if problems is None:
+            raise
+        problems.append(str(error))
     for run, path in record_files(folder).items():
         try:
             found[run] = (read_record(path), path)
         except CheckpointError as error:
+            if problems is None:
+                raise
             problems.append(str(error))
-    return dict(sorted(found.items())), problems
+    return dict(sorted(found.items()))
 
 
 def record_folders(root: Path) -> list[Path]:

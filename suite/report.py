@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import write_output
-from .records import lenient_sources, record_folders
+from .records import read_sources, record_folders
 from .config import settings_difference
 from .gridspec import Cell, Grid
 from .paper_numbers import paper_accuracy
@@ -112,7 +112,8 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
     notes: list[str] = []
     folders = record_folders(root) if root.is_dir() else []
     for folder in folders:
-        sources, problems = lenient_sources(folder)
+        problems: list[str] = []
+        sources = read_sources(folder, problems)
         notes += [f"skipped: {problem}" for problem in problems]
         files += len({path for _, path in sources.values()})
         for record, path in sources.values():

@@ -232,6 +232,27 @@ def test_migrating_a_run_logged_twice_keeps_the_record_that_counted(tmp_path):
     assert RunLog(tmp_path).finished() == before
 
 
+def test_a_results_file_migrated_while_it_is_read_counts_as_its_record_files(tmp_path, monkeypatch):
+    from suite import records
+
+    legacy = [{"run": 1, "accuracy": 50.0}, {"run": 2, "accuracy": 60.0}]
+    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in legacy))
+    read_legacy = records.read_legacy_results
+
+    def migrated_meanwhile(path):  # `grid.py migrate` in another process: record files, then the rename
+        for record in legacy:
+            records.write_record(tmp_path, record)
+        path.rename(path.with_name(RESULTS_FILE + ".migrated"))
+        return read_legacy(path)
+
+    monkeypatch.setattr(records, "read_legacy_results", migrated_meanwhile)
+    assert RunLog(tmp_path).finished() == {1: legacy[0], 2: legacy[1]}
+    (tmp_path / (RESULTS_FILE + ".migrated")).rename(tmp_path / RESULTS_FILE)
+    problems: list[str] = []
+    assert records.read_sources(tmp_path, problems) == {r["run"]: (r, record_path(tmp_path, r["run"])) for r in legacy}
+    assert problems == []
+
+
 @pytest.mark.parametrize("content, problem", [("{\"run\": 3, \"accu", "is not valid JSON"),
                                               ("{\"run\": 4}", "is not the record of run 3")])
 def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, content, problem):
