@@ -86,7 +86,13 @@ def migrate() -> None:
                       for cell in grid.cells()})
     for folder in folders:
         if (folder / RESULTS_FILE).is_file():
-            written = migrate_results(folder)
+            try:
+                written = migrate_results(folder)
+            except OSError as error:  # records written so far are complete (atomic): a rerun finishes the job
+                where = f"'{error.filename or folder}'" + (f" -> '{error.filename2}'" if error.filename2 else "")
+                raise UserError(f"cannot migrate '{folder / RESULTS_FILE}': {error.strerror or error} on {where}; "
+                                "the records written so far are kept, run 'grid.py migrate' again once that is "
+                                "fixed") from None
             print(f"{folder}: {written} record(s) written, {RESULTS_FILE} renamed to {RESULTS_FILE}.migrated")
 
 

@@ -137,6 +137,26 @@ def test_unknown_names_and_bad_overrides_stop_before_any_work(tmp_path):
     assert result.returncode == 2 and "the subcommands are 'report' and 'migrate'" in result.stderr
 
 
+def test_migrate_writes_record_files_and_a_refused_rename_is_one_line(tmp_path):
+    from suite.records import RESULTS_FILE, record_path
+
+    path = write_tiny_grid(tmp_path, models=("shufflenet",), sizes=(40,), modalities=("std",))
+    folder = tmp_path / "models" / "DIGITS" / "std" / "shufflenet" / "40"
+    folder.mkdir(parents=True)
+    (folder / RESULTS_FILE).write_text(json.dumps({"run": 1, "accuracy": 50.0}) + "\n")
+    (folder / (RESULTS_FILE + ".migrated")).mkdir()  # the rename's target cannot be replaced
+    result = grid_cli(f"--grid={path}", "migrate", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: cannot migrate '{folder / RESULTS_FILE}': ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert json.loads(record_path(folder, 1).read_text())["accuracy"] == 50.0  # kept: a rerun finishes the job
+    (folder / (RESULTS_FILE + ".migrated")).rmdir()
+    result = grid_cli(f"--grid={path}", "migrate", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == (
+        f"{folder}: 0 record(s) written, {RESULTS_FILE} renamed to {RESULTS_FILE}.migrated\n")
+    assert RunLog(folder).finished() == {1: {"run": 1, "accuracy": 50.0}}
+
+
 def test_table1_grid_is_the_papers_full_grid(monkeypatch):
     import datasets
 
