@@ -3,7 +3,8 @@
     python train_autoencoders.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
 
 The journal's small convolutional autoencoder and recipe (MSE, Adam lr 1e-3, 4 epochs, batch 32) on
-each run's own training subset, saved in <folder>/autoencoders/run_<N>/. Autoencoders already saved
+the whole training split of each run's split seed (the journal's data: all training images but the
+validation hold-out, not only the run's subset), saved in <folder>/autoencoders/run_<N>/. Autoencoders already saved
 with the same split and recipe are kept, so an interrupted job resumes where it stopped.
 """
 from __future__ import annotations

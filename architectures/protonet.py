@@ -59,10 +59,11 @@ class ProtoNetHead(nn.Module):
                 memory_labels: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         if memory_labels is None:
             raise ValueError("the protonet head needs the labels of its memory set")
-        # In float32: under float16 autocast the norm epsilon would underflow, and an absent
-        # class's zero prototype would divide 0 by 0.
-        prototypes, counts = class_prototypes(memory_features.float(), memory_labels, self.num_classes)
-        cosines = pairwise_cosine(features.float(), prototypes)
+        # In float32, autocast off (it would run the matmuls in float16 even on float32 inputs): in
+        # float16 the norm epsilon underflows and an absent class's zero prototype divides 0 by 0.
+        with torch.autocast(features.device.type, enabled=False):
+            prototypes, counts = class_prototypes(memory_features.float(), memory_labels, self.num_classes)
+            cosines = pairwise_cosine(features.float(), prototypes)
         present = counts > 0
         logits = torch.where(present, cosines, torch.full_like(cosines, float("-inf")))
         if not return_weights:

@@ -28,6 +28,7 @@ from suite.journal.example_quality import (
     rank_randomly,
 )
 from suite.journal.memory_batch import MemoryBatch
+from suite.data import WHOLE_SPLIT, training_subset
 from suite.restore import CheckpointOptions, restore_run
 from trained_runs import trained_runs
 
@@ -231,7 +232,10 @@ TINY_RECIPE = AutoencoderRecipe(epochs=1, batch_size=32)
 def test_autoencoders_train_on_the_run_split_resume_and_refuse_foreign_splits(cell):
     restored = restore_run(cell / "1.pt", CPU)
     first = train_run_autoencoders(restored, TINY_RECIPE)
-    labels = restored.data.train.labels
+    # The journal's data: the whole training split of the run's split seed, not the run's subset.
+    split = training_subset(restored.settings.config, restored.seed, "cpu", WHOLE_SPLIT)
+    assert len(split) > len(restored.data.train) and set(restored.data.train.indices) <= set(split.indices)
+    labels = split.labels
     assert [a.name for a in first] == [f"class_{c}" for c in range(10)] + ["full"]
     assert [a.train_images for a in first] == [int((labels == c).sum()) for c in range(10)] + [len(labels)]
     assert all(a.trained_now and len(a.train_losses) == 1 and math.isfinite(a.train_losses[0]) for a in first)
@@ -279,8 +283,9 @@ def test_scripts_end_to_end_write_tables_and_figure(cell):
     for r in prototype.values():
         if r["found"] == "True":  # target mode "memory": the searched class is Memory Wrap's
             assert r["cf_class"] == r["target"] != r["prediction"] and r["im2"] != ""
-    for name in ("counterfactual_quality.md", "counterfactual_quality.csv"):
-        assert "Memory Wrap" in (cell / name).read_text() or "memory_wrap" in (cell / name).read_text()
+    assert sum(r["found"] == "True" for r in memory_wrap) > 0 and sum(r["found"] == "True" for r in prototype.values()) > 0
+    assert "Memory Wrap" in (cell / "counterfactual_quality.md").read_text()
+    assert "memory_wrap" in (cell / "counterfactual_quality.csv").read_text()
     figures = sorted(cell.glob("counterfactuals_run*.png"))
     assert figures and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
     result = run_script("explanation_quality.py", f"--path_models={cell}", "--batch_size_test=25", "--device=cpu")
@@ -310,3 +315,11 @@ def test_bad_inputs_are_one_line_errors(runs, cell):
                                                 note=lambda _: None)
     with pytest.raises(UserError, match="--passes"):
         quality_commands.explanation_quality(str(cell), CPU, passes=0)
+    # A memory model of another head (ProtoNet, Matching) has no Memory Wrap counterfactual to score.
+    other = cell.parent / "protonet_cell"
+    other.mkdir()
+    checkpoint = torch.load(cell / "1.pt", weights_only=True)
+    torch.save(checkpoint | {"modality": "protonet"}, other / "1.pt")
+    for command in (quality_commands.counterfactual_quality, quality_commands.explanation_quality):
+        with pytest.raises(UserError, match="'protonet' model; .* needs a Memory Wrap model"):
+            command(str(other), CPU, note=lambda _: None)

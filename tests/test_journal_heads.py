@@ -14,6 +14,7 @@ from architectures import get_head_class, get_model
 from architectures.matching import MatchingHead
 from architectures.protonet import ProtoNetHead
 from suite.journal.majority_vote import NO_VOTE, MajorityVoteTally, majority_votes
+from suite.recipe import CrossEntropy
 
 INF = float("inf")
 
@@ -60,13 +61,11 @@ def test_protonet_absent_class_is_minus_inf_and_never_predicted() -> None:
     assert (logits[:, 1:] < 0).all()
     assert logits.argmax(dim=1).ne(0).all()
 
-    # The loss the lead builds: queries whose own class is absent are exactly those whose target
-    # logit is -inf; dropping them leaves a finite loss and finite gradients.
+    # The training loss (suite.recipe.CrossEntropy): the query whose class is absent (target logit
+    # -inf) is left out, the other one's cross-entropy is the loss, and gradients stay finite.
     targets = torch.tensor([0, 2])
-    keep = ~torch.isneginf(logits.gather(1, targets[:, None])).squeeze(1)
-    assert keep.tolist() == [False, True]
-    loss = F.cross_entropy(logits[keep], targets[keep])
-    assert torch.isfinite(loss)
+    loss = CrossEntropy()(logits, targets)
+    torch.testing.assert_close(loss, F.cross_entropy(logits[1:], targets[1:]))
     loss.backward()
     assert torch.isfinite(queries.grad).all() and queries.grad.abs().sum() > 0
 
@@ -283,3 +282,16 @@ def test_majority_vote_tally() -> None:
     assert (tally.total, tally.model_correct, tally.mvo_correct, tally.mvy_correct) == (5, 4, 3, 3)
     assert tally.model_accuracy == pytest.approx(80.0)
     assert tally.mvo_accuracy == pytest.approx(60.0) and tally.mvy_accuracy == pytest.approx(60.0)
+
+
+def test_protonet_scores_in_float32_under_autocast() -> None:
+    # Low-precision cosines would underflow the norm epsilon; the head computes them in float32 even
+    # inside an autocast region (the training step's AMP), giving the plain float32 logits.
+    generator = torch.Generator().manual_seed(0)
+    features, support = torch.randn(5, 8, generator=generator), torch.randn(6, 8, generator=generator)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    head = ProtoNetHead(8, 4)
+    plain = head(features, support, memory_labels=labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = head(features, support, memory_labels=labels)
+    assert mixed.dtype == torch.float32 and torch.equal(mixed, plain)

@@ -1,11 +1,13 @@
 """The autoencoders that score counterfactuals: one per class and one on all classes, per run.
 
 The journal's recipe (architectures/autoencoder.py, MSE, Adam with lr 1e-3, 4 epochs, batch 32,
-shuffled) on the run's own training subset, normalised as the model sees test images (no flips):
-- `class_<c>.pt` learns the subset's images labelled c; `full.pt` learns the whole subset.
-  (The journal's class autoencoders used the wrong index space: raw training images with an index
-  below the split size, whatever the run's seed, validation images included. Here both kinds see
-  exactly the run's subset.)
+shuffled) on the journal's data: the whole training split of the run's split seed (every training
+image but the validation hold-out, not only the run's training subset), normalised as the model
+sees test images (no flips):
+- `class_<c>.pt` learns the split's images labelled c; `full.pt` learns the whole split.
+  (The journal's full autoencoder used this split; its class autoencoders used the wrong index
+  space: raw training images with an index below the split size, whatever the run's seed,
+  validation images included. Here both kinds see exactly the run's split.)
 - each is evaluated by its mean squared error per pixel on the test images of its class (all test
   images for `full`), recorded in its file.
 
@@ -27,7 +29,7 @@ from torch import Tensor, nn
 
 from architectures.autoencoder import ConvAutoencoder
 from ..checkpoints import atomic_torch_save, load_torch_file
-from ..data import RunData, generator
+from ..data import WHOLE_SPLIT, RunData, generator, training_indices, training_subset
 from ..errors import CheckpointError, UserError
 from ..progress import track
 from ..seeding import derive_seed
@@ -61,10 +63,10 @@ def autoencoder_folder(checkpoint: str | Path) -> Path:
 
 
 def split_identity(restored) -> dict:
-    """What makes two runs' training subsets the same: dataset, seed, size, image indices, normalisation."""
-    data: RunData = restored.data
-    digest = hashlib.sha256(",".join(map(str, data.train.indices)).encode()).hexdigest()
-    return {"dataset": restored.settings.dataset_name, "seed": restored.seed, "train_examples": len(data.train),
+    """What makes two runs' autoencoder data the same: dataset, seed, size, image indices, normalisation."""
+    indices = training_indices(restored.settings.config, restored.seed, WHOLE_SPLIT)
+    digest = hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()
+    return {"dataset": restored.settings.dataset_name, "seed": restored.seed, "train_examples": len(indices),
             "num_classes": restored.settings.num_classes, "indices_sha256": digest,
             "normalization": restored.settings.config["normalization"]}
 
@@ -135,10 +137,11 @@ def train_run_autoencoders(restored, recipe: AutoencoderRecipe = AutoencoderReci
     same split and recipe (resume); a saved one with another split or recipe is an error unless
     `overwrite`."""
     data, identity = restored.data, split_identity(restored)
+    split = training_subset(restored.settings.config, restored.seed, data.device, WHOLE_SPLIT)
     folder = autoencoder_folder(restored.path)
     names = autoencoder_names(restored.settings.num_classes)
     for name in names[:-1]:
-        if not len(_class_positions(data.train.labels, name)):
+        if not len(_class_positions(split.labels, name)):
             raise UserError(f"run '{restored.path}' has no training image of class {name.removeprefix('class_')} "
                             "to train its autoencoder on")
     done = []
@@ -152,7 +155,7 @@ def train_run_autoencoders(restored, recipe: AutoencoderRecipe = AutoencoderReci
             item = TrainedAutoencoder(name, path, False, saved["train_images"], saved["test_images"],
                                       saved["test_mse"], list(saved["train_losses"]))
         else:
-            train_images = data.train.images[_class_positions(data.train.labels, name)]
+            train_images = split.images[_class_positions(split.labels, name)]
             test_images = data.test.images[_class_positions(data.test.labels, name)]
             model, losses = train_autoencoder(data, train_images, recipe, restored.seed, name, f"autoencoder {name}")
             test_mse = mean_squared_error(model, data, test_images)

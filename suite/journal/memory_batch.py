@@ -46,11 +46,13 @@ def has_hidden_interface(modality: str) -> bool:
     return hasattr(architectures.get_head_class(modality), "forward_with_hidden")
 
 
-def require_hidden_interface(modality: str, path: str | Path) -> None:
+def require_hidden_interface(modality: str, path: str | Path, task: str) -> None:
+    """A Memory Wrap head (sparse weights over the memory, an MLP hidden layer) or a one-line error:
+    the journal's example and counterfactual experiments are defined for those alone."""
     if not has_hidden_interface(modality):
         with_hidden = [m for m in architectures.list_modalities() if has_hidden_interface(m)]
-        raise UserError(f"checkpoint '{path}' holds a '{modality}' model, whose head has no MLP hidden layer to "
-                        f"compare examples by; use a Memory Wrap model ({', '.join(with_hidden)})")
+        raise UserError(f"checkpoint '{path}' holds a '{modality}' model; {task} needs a Memory Wrap model "
+                        f"({', '.join(with_hidden)})")
 
 
 def memory_head(model: architectures.MemoryWrapNet) -> nn.Module:

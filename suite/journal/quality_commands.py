@@ -46,11 +46,13 @@ def _describe(restored: RestoredRun) -> str:
     return f"{s.dataset_name}/{s.modality}/{s.model}/{s.train_examples}"
 
 
-def _checked_runs(folder: str, options: CheckpointOptions, note: Printer, hidden: bool = False) -> list:
+def _checked_runs(folder: str, options: CheckpointOptions, note: Printer, memory_wrap_for: str = "") -> list:
+    """The folder's runs, checked: memory models of one cell; Memory Wrap ones when `memory_wrap_for`
+    names the experiment that needs them."""
     runs = folder_runs(folder, note)
     check_folder(runs, options, require_memory=True)  # also: one cell, so one modality and one dataset
-    if hidden:
-        require_hidden_interface(read_checkpoint(runs[0][1], options)["modality"], runs[0][1])
+    if memory_wrap_for:
+        require_hidden_interface(read_checkpoint(runs[0][1], options)["modality"], runs[0][1], memory_wrap_for)
     return runs
 
 
@@ -65,7 +67,8 @@ def explanation_quality(folder: str, options: CheckpointOptions = CheckpointOpti
     non-representativeness over the test inputs (`passes` passes), then mean and std over the runs."""
     if passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
-    runs = _checked_runs(folder, options, note, hidden=True)
+    runs = _checked_runs(folder, options, note, memory_wrap_for="explanation quality (examples ranked by the "
+                                                                 "weights and the MLP's hidden features)")
     out(f"Device:{options.torch_device}")
     records = []
     for number, path in runs:
@@ -169,7 +172,8 @@ def counterfactual_quality(folder: str,
     (IM1, IIM1, IM2, L1, L2); a figure per run; tables of the per-run means and their mean and std."""
     from .quality_figures import counterfactual_figure
 
-    runs = _checked_runs(folder, options, note)
+    runs = _checked_runs(folder, options, note, memory_wrap_for="counterfactual quality (Memory Wrap's "
+                                                                 "counterfactual comes from its sparse weights)")
     _check_autoencoders_exist(runs, options)
     out(f"Device:{options.torch_device}")
     records, input_rows = [], []
