@@ -30,7 +30,7 @@ from .datasets import DatasetSpec, get_spec, open_images
 from .datasets.formats import gather_images
 from .errors import DatasetError
 from .seeding import seeded_generator
-from .split import split_indices
+from .split import split_indices, steps_per_epoch
 
 
 @dataclass
@@ -153,8 +153,7 @@ class RunData:
     @property
     def train_steps(self) -> int:
         """Batches per epoch: the loader's `len` (drop_last as the dataset's)."""
-        n, size = len(self.train), self.batch_size_train
-        return n // size if self.spec.drop_last else math.ceil(n / size)
+        return steps_per_epoch(len(self.train), self.batch_size_train, self.spec.drop_last)
 
     def train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """One epoch: a fresh permutation of the subset, cut into batches; flips per image."""

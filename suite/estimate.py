@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .config import TrainSettings
+from .data import validation_size
 from .datasets import get_spec
+from .split import steps_per_epoch
 
 PROFILE_IMAGES = 128 + 100  # images per step when the profile was measured
 PROFILE_TEST_BATCH = 500
@@ -28,6 +30,7 @@ class Estimate:
     runs: int
     unknown_models: tuple[str, ...]  # models of the plan the profile has no time for
     training_only: bool  # the profile has no evaluation costs
+    unsized_datasets: tuple[str, ...] = ()  # datasets of the plan registered without nominal sizes
 
     def line(self) -> str:
         parts = [f"{self.hours:,.1f} device-hours for {self.runs} runs on {self.hardware}"]
@@ -35,19 +38,21 @@ class Estimate:
             parts.append("training only (the profile has no evaluation costs)")
         if self.unknown_models:
             parts.append(f"without {', '.join(self.unknown_models)} (not in the profile)")
+        if self.unsized_datasets:
+            parts.append(f"without {', '.join(self.unsized_datasets)} (the dataset has no nominal sizes)")
         return "; ".join(parts)
 
 
 def run_seconds(settings: TrainSettings, times: dict) -> tuple[float, bool]:
-    """(estimated seconds of one run, whether evaluation was included)."""
+    """(estimated seconds of one run, whether evaluation was included); its dataset must have nominal
+    sizes (`estimate` leaves out the runs of those without)."""
     spec = get_spec(settings.dataset_name)
     if spec.sizes is None:
         raise ValueError(f"dataset {spec.name} has no nominal sizes for estimates")
     train_split, test_size = spec.sizes
-    validation = settings.dataset.get("validation_size")
-    subset = min(settings.train_examples, train_split - (spec.validation_size if validation is None else validation))
+    subset = min(settings.train_examples, train_split - validation_size(settings.config))
     batch = min(settings.config["batch_size_train"], subset)
-    steps = subset // batch if spec.drop_last else math.ceil(subset / batch)
+    steps = steps_per_epoch(subset, batch, spec.drop_last)
     memory = settings.mem_examples if settings.modality != "std" else 0
     seconds = settings.num_epochs * steps * times["train_step"] * (batch + memory) / PROFILE_IMAGES
     if "encode_500" not in times:
@@ -59,14 +64,19 @@ def run_seconds(settings: TrainSettings, times: dict) -> tuple[float, bool]:
 
 
 def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: dict) -> Estimate:
-    total, runs, unknown, with_eval = 0.0, 0, set(), True
+    """The device-hours of the runs on `hardware`; runs it cannot estimate (a model without step times,
+    a dataset registered without nominal sizes) are left out of the hours and named in the line."""
+    total, runs, unknown, unsized, with_eval = 0.0, 0, set(), set(), True
     for settings in settings_of_runs:
         runs += 1
-        times = profile["models"].get(settings.model)
+        times = profile.get("models", {}).get(settings.model)
         if times is None:
             unknown.add(settings.model)
+            continue
+        if get_spec(settings.dataset_name).sizes is None:
+            unsized.add(settings.dataset_name)
             continue
         seconds, evaluated = run_seconds(settings, times)
         total += seconds
         with_eval &= evaluated
-    return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval)
+    return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval, tuple(sorted(unsized)))

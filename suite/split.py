@@ -1,5 +1,8 @@
-"""The original two-step split of a training set into (training subset, validation hold-out)."""
+"""The original two-step split of a training set into (training subset, validation hold-out), and
+the training batches per epoch of a subset."""
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.utils.data import random_split
@@ -18,3 +21,9 @@ def split_indices(n: int, train_examples: int, validation_size: int, seed: int) 
     kept = min(len(rest), train_examples)
     train, _ = random_split(rest, [kept, len(rest) - kept], generator=torch.Generator().manual_seed(seed))
     return [rest.indices[i] for i in train.indices], list(validation.indices)
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    """Training batches per epoch of `n` images, as the original loader's `len`: the training loop and
+    the device-hour estimates (suite/estimate.py) both use this, so they cannot count differently."""
+    return n // batch_size if drop_last else math.ceil(n / batch_size)

@@ -1,11 +1,14 @@
 """Device-hour estimates of the runs left in a grid, from step times measured on named hardware."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from suite.config import TrainSettings, load_config
+from suite.datasets import get_spec
+from suite.datasets import registry as dataset_registry
 from suite.estimate import estimate, run_seconds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,3 +45,16 @@ def test_estimate_sums_runs_and_names_what_it_cannot_estimate():
     assert found.unknown_models == ("vit",) and found.training_only  # resnet18's profile has no eval costs
     assert found.line().startswith(f"{expected / 3600:,.1f} device-hours for 3 runs on Test GPU; training only")
     assert "without vit (not in the profile)" in found.line()
+
+
+def test_runs_without_nominal_sizes_or_step_times_are_named_not_estimated(monkeypatch):
+    # A dataset registered without `sizes` (the README's one-file example) cannot be estimated.
+    monkeypatch.setitem(dataset_registry._REGISTRY, "DIGITS", replace(get_spec("DIGITS"), sizes=None))
+    runs = [_settings("encoder_memory"), _settings("std", "dataset_name=DIGITS"), _settings("std", "model=vit")]
+    found = estimate(runs, "Test GPU", PROFILE)
+    assert found.hours == pytest.approx(run_seconds(runs[0], PROFILE["models"]["mobilenet"])[0] / 3600)
+    assert found.runs == 3 and found.unknown_models == ("vit",) and found.unsized_datasets == ("DIGITS",)
+    assert found.line().endswith("; without vit (not in the profile); without DIGITS (the dataset has no nominal "
+                                 "sizes)")
+    bare = estimate(runs, "Test GPU", {"measured": "2024-05-01"})  # a profile without step times
+    assert bare.hours == 0 and bare.unknown_models == ("mobilenet", "vit")
