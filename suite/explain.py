@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -280,20 +281,25 @@ def explain_inputs(restored, max_images: int, baseline: str, on_batch: Callable[
     limit = len(data.test) if max_images == 0 else min(max_images, len(data.test))
     batches = math.ceil(limit / data.batch_size_test)
     done = 0
-    with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
-        torch.manual_seed(derive_seed(restored.seed, "heatmaps_attribution"))
-        for positions in track(data.test_index_batches(order), description, total=batches):
-            positions = positions[: limit - done]
-            images, labels = data.test_inputs(positions), data.test.labels[positions]
-            explained = []
-            for offset, (image, label) in enumerate(zip(images, labels)):
-                memory = sampler.draw()
-                auxiliary = sampler.draw()
-                explained.append(explain_input(model, image, memory, auxiliary, baseline, data.spec,
-                                               restored.settings.config["normalization"], method,
-                                               index=done + offset, label=int(label), **options))
-            on_batch(explained)
-            done += len(explained)
-            if done >= limit:
-                break
+    numpy_state = np.random.get_state()  # captum's GradientShap also draws from numpy
+    try:
+        with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
+            torch.manual_seed(derive_seed(restored.seed, "heatmaps_attribution"))
+            np.random.seed(derive_seed(restored.seed, "heatmaps_attribution") % 2**32)
+            for positions in track(data.test_index_batches(order), description, total=batches):
+                positions = positions[: limit - done]
+                images, labels = data.test_inputs(positions), data.test.labels[positions]
+                explained = []
+                for offset, (image, label) in enumerate(zip(images, labels)):
+                    memory = sampler.draw()
+                    auxiliary = sampler.draw()
+                    explained.append(explain_input(model, image, memory, auxiliary, baseline, data.spec,
+                                                   restored.settings.config["normalization"], method,
+                                                   index=done + offset, label=int(label), **options))
+                on_batch(explained)
+                done += len(explained)
+                if done >= limit:
+                    break
+    finally:
+        np.random.set_state(numpy_state)
     return done

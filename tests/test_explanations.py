@@ -501,3 +501,45 @@ def test_memory_figure_pixels_are_clipped_and_a_single_memory_has_no_padding(tmp
     path.write_bytes(figures.figure_png(figures.memory_figure(inputs.clamp(0, 1), ["a", "b"],
                                                               [inputs[:1].clamp(0, 1), inputs.clamp(0, 1)], 2)))
     _assert_picture(path, (1200, 1200))
+
+
+class _LinearModel(nn.Module):
+    """Logits (s, -s) with s = <w, x> + <v, sum of the memory images>: every attribution method that
+    multiplies by (input - baseline) has the exact answer (x - b) * w and (m - b') * v."""
+
+    uses_memory_labels = False
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(3)
+        self.w = nn.Parameter(torch.randn(1, 3, 4, 4, generator=generator))
+        self.v = nn.Parameter(torch.randn(1, 3, 4, 4, generator=generator))
+
+    def forward(self, x, memory, memory_labels=None):
+        score = (x * self.w).sum(dim=(1, 2, 3)) + (memory * self.v).sum()
+        return torch.stack([score, -score], dim=1)
+
+
+def test_gradient_shap_gives_the_exact_answer_on_a_linear_model_with_a_memory_of_several_images():
+    generator = torch.Generator().manual_seed(4)
+    x, memory = torch.randn(1, 3, 4, 4, generator=generator), torch.randn(5, 3, 4, 4, generator=generator)
+    baselines = (torch.ones_like(x), torch.zeros_like(memory))
+    model = _LinearModel()
+    input_attr, memory_attr = explain.attribute(model, x, memory, 0, baselines, "gradient_shap", n_samples=6)
+    torch.testing.assert_close(input_attr, (x - 1) * model.w.detach())
+    torch.testing.assert_close(memory_attr, memory * model.v.detach())
+
+
+def test_gradient_shap_heat_maps_are_seeded_by_the_run_and_leave_numpy_alone(runs):
+    restored = restore_run(runs.checkpoint("encoder_memory"), CheckpointOptions(batch_size_test=1, device="cpu"))
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    results = []
+    for _ in range(2):
+        explained = []
+        explain.explain_inputs(restored, 1, "ones", explained.extend, method="gradient_shap", n_samples=4, stdevs=0.1)
+        results.append(explained[0])
+    assert torch.equal(results[0].input_attribution, results[1].input_attribution)
+    assert torch.equal(results[0].memory_attributions, results[1].memory_attributions)
+    assert results[0].memory_attributions.shape == results[0].memory_images.shape
+    assert np.array_equal(np.random.get_state()[1], before)

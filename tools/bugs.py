@@ -163,8 +163,8 @@ BUGS: list[Bug] = [
     bug("X5", "suite/commands.py", "memory[order_in_row[ordered_weights > 0]]", "memory[order_in_row[ordered_weights >= 0]]",
         "memory-image figure shows zero-weight memories", EXPL),
     Bug("X6", "suite/explain.py", (
-        Replacement("                memory = sampler.draw()\n                auxiliary = sampler.draw()\n",
-                    "                auxiliary = sampler.draw()\n                memory = sampler.draw()\n"),),
+        Replacement("                    memory = sampler.draw()\n                    auxiliary = sampler.draw()\n",
+                    "                    auxiliary = sampler.draw()\n                    memory = sampler.draw()\n"),),
         "heat maps draw A before M (other memories than documented)", (SCIENCE, EXPL)),
     bug("X7", "suite/explain.py", "attribute(model, x, reduced, prediction, baselines, method, labels, **options)",
         "attribute(model, x, reduced, label if label >= 0 else prediction, baselines, method, labels, **options)",

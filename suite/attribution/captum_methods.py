@@ -2,6 +2,7 @@
 GradientSHAP, registered under the names `generate_heatmaps.py --method` takes."""
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from . import Forward, register_attribution
@@ -38,8 +39,20 @@ def saliency(forward: Forward, inputs: tuple[Tensor, Tensor], baselines: tuple[T
 def gradient_shap(forward: Forward, inputs: tuple[Tensor, Tensor], baselines: tuple[Tensor, Tensor],
                   target: int, *, n_samples: int = 20, stdevs: float = 0.0) -> tuple[Tensor, Tensor]:
     """captum's GradientShap with the chosen baseline: expected gradients times (input - baseline)
-    at random points between them. Random draws come from the global RNG, which the caller seeds."""
+    at `n_samples` random points between them, input and memory moved together.
+
+    captum draws one point per sample along dimension 0 of every input, so the input [1, ...] and a
+    memory [r, ...] would disagree; the memory goes in as one sample [1, r, ...] and each sampled
+    point is classified with its own scaled memory. captum draws from numpy's and torch's global
+    RNGs, which the caller seeds.
+    """
     from captum.attr import GradientShap
 
-    return GradientShap(forward).attribute(inputs, baselines=baselines, target=int(target), n_samples=n_samples,
-                                           stdevs=stdevs)
+    def per_sample(x: Tensor, memories: Tensor) -> Tensor:
+        return torch.cat([forward(x[i:i + 1], memories[i]) for i in range(x.shape[0])])
+
+    x, memory = inputs
+    input_attr, memory_attr = GradientShap(per_sample).attribute(
+        (x, memory.unsqueeze(0)), baselines=(baselines[0], baselines[1].unsqueeze(0)), target=int(target),
+        n_samples=n_samples, stdevs=stdevs)
+    return input_attr, memory_attr.squeeze(0)
