@@ -108,6 +108,23 @@ def test_cinic_reader_orders_classes_alphabetically(tmp_path):
     assert torch.equal(image, torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1))
 
 
+def test_cinic_images_are_decoded_once_per_process_and_gathered_in_the_order_asked(tmp_path, monkeypatch):
+    tiny_data.write_cinic10(tmp_path, per_class=2)
+    test = formats.ImageFolderImages(tmp_path / "CINIC10" / "test")
+    decoded = []
+    read = formats.ImageFolderImages.__getitem__
+    monkeypatch.setattr(formats.ImageFolderImages, "__getitem__", lambda self, i: decoded.append(i) or read(self, i))
+    images, labels = formats.gather_images(test, [7, 3, 7, 12])
+    assert sorted(decoded) == [3, 7, 12]  # each image once, even when asked twice
+    for position, index in enumerate([7, 3, 7, 12]):
+        path, label = test.samples[index]
+        assert int(labels[position]) == label
+        assert torch.equal(images[position], torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1))
+    again, _ = formats.gather_images(test, range(20))  # a later run: only the images not decoded yet
+    assert sorted(decoded) == sorted([3, 7, 12] + [i for i in range(20) if i not in (3, 7, 12)])
+    assert torch.equal(again[[7, 3, 12]], images[[0, 1, 3]])
+
+
 def test_embedded_digits_are_real_and_normalised_by_their_own_statistics():
     train, test = formats.read_digits(True), formats.read_digits(False)
     assert (len(train), len(test)) == (1297, 500)

@@ -133,9 +133,30 @@ class ImageFolderImages(Dataset):
         if not self.samples:
             raise DatasetError(f"image folder '{root}' holds no images")
         self.labels = torch.tensor([label for _, label in self.samples])
+        self._pixels: Tensor | None = None  # [N, 3, H, W], filled as images are first gathered
+        self._decoded = torch.zeros(len(self.samples), dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def gather(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        """(uint8 images, labels) of `indices`. Each image is decoded once per process, the first time
+        it is gathered (with a thread pool: PIL releases the GIL while decoding), and kept: every run
+        of a grid worker or of eval_dir.py gathers the whole CINIC10 test set (90,000 PNG files)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        where = torch.as_tensor(indices, dtype=torch.long)
+        missing = [i for i in dict.fromkeys(indices) if not self._decoded[i]]
+        if missing:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                images = list(pool.map(lambda i: self[i][0], missing))
+            if self._pixels is None:
+                self._pixels = torch.empty((len(self), *images[0].shape), dtype=torch.uint8)
+            self._pixels[torch.as_tensor(missing)] = torch.stack(images)
+            self._decoded[missing] = True
+        if self._pixels is None:  # no index asked
+            return torch.empty(0, 3, 32, 32, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
+        return self._pixels[where], self.labels[where]
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         from PIL import Image, UnidentifiedImageError
@@ -152,20 +173,20 @@ class ImageFolderImages(Dataset):
 def gather_images(dataset: Dataset, indices: list[int] | range) -> tuple[Tensor, Tensor]:
     """(uint8 images [n, 3, H, W], int64 labels [n]) of `indices`, as one tensor each.
 
-    In-memory datasets are indexed at once; image folders (CINIC10) are decoded with a thread
-    pool (PIL releases the GIL while decoding), once per process thanks to `open_images`' cache.
+    In-memory datasets are indexed at once; image folders (CINIC10) decode each image once per
+    process (`ImageFolderImages.gather`, kept by `open_images`' cache); any other dataset is read
+    item by item.
     """
     indices = list(indices)
     if isinstance(dataset, TensorImages):
         where = torch.as_tensor(indices, dtype=torch.long)
         return dataset.images[where], dataset.labels[where]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        items = list(pool.map(dataset.__getitem__, indices))
+    if isinstance(dataset, ImageFolderImages):
+        return dataset.gather(indices)
+    items = [dataset[i] for i in indices]
     if not items:
         return torch.empty(0, 3, 32, 32, dtype=torch.uint8), torch.empty(0, dtype=torch.long)
-    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
+    return torch.stack([torch.as_tensor(image) for image, _ in items]), torch.tensor([label for _, label in items])
 
 
 # ---- scikit-learn digits (ships with the package, no download) ----------------------------------
