@@ -29,7 +29,7 @@ from .config import TrainSettings, validate
 from .data import RunData, build_run_data
 from .datasets import get_spec, list_datasets
 from .errors import CheckpointError, ConfigError, UserError
-from .recipe import resolve_device
+from .recipe import build_model, resolve_device
 
 ORIGINAL_SPLIT_SEED = 42  # the split seed of the original eval.py and explanation scripts
 ORIGINAL_RECIPE: dict[str, Any] = {  # the original config/train.yaml, less the per-cell keys
@@ -161,11 +161,11 @@ def restore_run(path: str | Path, options: CheckpointOptions = CheckpointOptions
     if run is None and RUN_FILE.match(path.name):
         run = int(RUN_FILE.match(path.name).group(1))
     try:
-        model = architectures.get_model(settings.model, settings.num_classes, settings.modality,
-                                        **config["model_options"])
+        model = build_model(settings)
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint '{path}': cannot rebuild its model ({error})") from None
+    try:
         model.load_state_dict(checkpoint["model_state_dict"])
-    except (ValueError, TypeError) as error:
-        raise CheckpointError(f"checkpoint '{path}': cannot rebuild its model ({str(error).splitlines()[0]})") from None
     except RuntimeError as error:  # load_state_dict: missing / unexpected keys, shape mismatches
         raise CheckpointError(f"checkpoint '{path}': weights do not fit model '{settings.model}' "
                               f"({str(error).splitlines()[0][:200]})") from None

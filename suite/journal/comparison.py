@@ -27,8 +27,6 @@ from ..stats import mean_and_std
 
 MAJORITY_VOTE_FILE = "majority_vote.json"  # written by eval_dir.py --majority_vote
 FILES = {"comparison_markdown": "comparison.md", "comparison_csv": "comparison.csv"}
-METHODS = {"std": "Std", "memory": "Only Memory", "encoder_memory": "Memory Wrap",
-           "matching": "Matching Networks", "protonet": "ProtoNet"}
 JOURNAL_BASELINES = ("matching", "protonet")
 # Sparse attention: the journal's majority votes are about these two, so their rows are shown even
 # while missing; the rows of another modality appear only where its votes were computed.
@@ -51,7 +49,9 @@ class Row:
 
     @property
     def method(self) -> str:
-        name = METHODS.get(self.modality, self.modality)
+        from ..report import variant_name  # the head's display name (report imports this module)
+
+        name = variant_name(self.modality)
         return f"{name}: {MEASURES[self.measure]}" if self.measure != "accuracy" else name
 
     @property
