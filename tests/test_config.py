@@ -97,3 +97,23 @@ def test_unreadable_config_files(tmp_path):
     (tmp_path / "short.yaml").write_text("model: mobilenet\n")
     with pytest.raises(ConfigError, match="config key 'train_examples' is missing"):
         load_config(tmp_path / "short.yaml")
+
+
+def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):
+    import torch
+
+    from suite.errors import ConfigError
+    from suite.recipe import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match="has 2 GPU"):
+        resolve_device("cuda:2")
