@@ -532,14 +532,15 @@ def test_gradient_shap_gives_the_exact_answer_on_a_linear_model_with_a_memory_of
 
 def test_gradient_shap_heat_maps_are_seeded_by_the_run_and_leave_numpy_alone(runs):
     restored = restore_run(runs.checkpoint("encoder_memory"), CheckpointOptions(batch_size_test=1, device="cpu"))
-    np.random.seed(7)
-    before = np.random.get_state()[1].copy()
     results = []
-    for _ in range(2):
+    for global_seed in (7, 8):  # whatever state the caller left numpy and torch in
+        np.random.seed(global_seed)
+        torch.manual_seed(global_seed)
+        before = np.random.get_state()[1].copy()
         explained = []
         explain.explain_inputs(restored, 1, "ones", explained.extend, method="gradient_shap", n_samples=4, stdevs=0.1)
         results.append(explained[0])
+        assert np.array_equal(np.random.get_state()[1], before)
     assert torch.equal(results[0].input_attribution, results[1].input_attribution)
     assert torch.equal(results[0].memory_attributions, results[1].memory_attributions)
     assert results[0].memory_attributions.shape == results[0].memory_images.shape
-    assert np.array_equal(np.random.get_state()[1], before)
