@@ -1,7 +1,9 @@
 """The original suite's `aux` module: the functions its scripts imported, now thin names over `suite/`.
 
-Kept so that code written against the original (`from aux import set_seed, get_model, ...`) still
-works. Note: `aux` is a reserved file name on Windows, so this repository checks out on Linux and
+Kept so that the original's imports (`from aux import set_seed, get_model, ...`) resolve. `set_seed`
+and `get_model` behave as the original's; the others are this suite's counterparts with their own
+signatures (`get_loaders` returns a resident `RunData`, not DataLoaders; the original's `eval_memory` /
+`eval_std` are `evaluate`), so code beyond the imports needs porting. Note: `aux` is a reserved file name on Windows, so this repository checks out on Linux and
 macOS only (as the original).
 """
 from __future__ import annotations
