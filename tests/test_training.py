@@ -174,6 +174,45 @@ def test_scheduler_is_stepped_per_epoch_with_the_configured_shape(tmp_path, tiny
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * 5 / 10)) / 2)
 
 
+CUDA = [pytest.param("cuda:0", marks=[pytest.mark.cuda,
+                                       pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")])]
+
+
+@pytest.mark.parametrize("device", ["cpu"] + CUDA)
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_an_overflow_step_the_scaler_skips_leaves_no_trace(name, device):
+    """Every optimiser the recipe builds on CUDA, under AMP: a step whose gradients overflowed is skipped
+    whole, so skip + step lands exactly where the step alone lands (torch's fused SGD advanced its
+    momentum on skipped steps, and runs diverged to NaN; on the CPU too). The optimiser is built as for
+    a CUDA run wherever the test runs."""
+
+    options = {"name": name, "learning_rate": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "nesterov": True}
+    inputs = torch.linspace(-1, 1, 8, device=device).view(2, 4)
+
+    def trained(overflows: list[bool], init_scale: float):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3).to(device)
+        optimizer = build_optimizer(model, options, torch.device("cuda"))
+        scaler = torch.amp.GradScaler(torch.device(device).type, init_scale=init_scale)
+        for overflow in overflows:
+            optimizer.zero_grad()
+            with torch.autocast(torch.device(device).type, dtype=torch.float16):
+                loss = model(inputs).float().pow(2).mean()
+            scaler.scale(loss).backward()
+            if overflow:
+                model.weight.grad[0, 0] = float("inf")
+            scaler.step(optimizer)
+            scaler.update()
+        return model, optimizer, scaler
+
+    skipped, skipped_optimizer, skipped_scaler = trained([True, False, False], 2.0**16)
+    plain, plain_optimizer, _ = trained([False, False], 2.0**15)  # the scale the skip left
+    assert skipped_scaler.get_scale() == 2.0**15
+    assert all(torch.equal(a, b) for a, b in zip(skipped.state_dict().values(), plain.state_dict().values()))
+    for a, b in zip(skipped_optimizer.state.values(), plain_optimizer.state.values()):
+        assert all(torch.equal(torch.as_tensor(a[k]).cpu(), torch.as_tensor(b[k]).cpu()) for k in a)
+
+
 def test_label_smoothing_matches_a_hand_computation():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
     targets = torch.tensor([0, 2])
