@@ -8,14 +8,17 @@ under the run's seed exactly as the eager path builds them), so guards hold and 
 """
 from __future__ import annotations
 
+import functools
 import json
 
 import torch
+from torch.utils._pytree import tree_map
 
 import architectures
 from .errors import ConfigError
 
 BACKEND = "inductor"  # tests swap in a counting backend
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
 _MODELS: dict[tuple, architectures.MemoryWrapNet] = {}
 _CHECKED: set[str] = set()
 
@@ -43,13 +46,26 @@ def compiled_model(fresh: architectures.MemoryWrapNet, key: tuple, device: torch
     if cached is None:
         check_compile_works(device, mode)
         options = {} if mode == "default" else {"mode": mode}
-        fresh.forward_encoder = torch.compile(fresh.forward_encoder, backend=BACKEND, **options)
-        fresh.classify = torch.compile(fresh.classify, backend=BACKEND, **options)
+        keep = _copied_outputs if mode in CUDA_GRAPH_MODES else (lambda function: function)
+        fresh.forward_encoder = keep(torch.compile(fresh.forward_encoder, backend=BACKEND, **options))
+        fresh.classify = keep(torch.compile(fresh.classify, backend=BACKEND, **options))
         _MODELS[full_key] = fresh
         return fresh
     cached.load_state_dict(fresh.state_dict())
     cached.train()
     return cached
+
+
+def _copied_outputs(function):
+    """CUDA graphs (reduce-overhead) write every replay's outputs into the same memory, so an output
+    kept across calls (the test encodings collected batch by batch) would be overwritten by the next
+    batch's: each call's outputs are copied out (autograd follows the copy)."""
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        return tree_map(lambda value: value.clone() if isinstance(value, torch.Tensor) else value,
+                        function(*args, **kwargs))
+
+    return call
 
 
 def model_key(model_name: str, modality: str, num_classes: int, options: dict, channels_last: bool) -> tuple:
