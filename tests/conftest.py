@@ -48,6 +48,7 @@ def write_config(path: Path, config: dict) -> Path:
 def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 600,
                env: dict | None = None, repo: Path = REPO) -> subprocess.CompletedProcess:
     """Run a top-level script of `repo` through its CLI, as a user would (`env`: extra environment variables)."""
-    environment = dict(os.environ, PYTHONPATH=str(repo)) | (env or {})
+    path = os.pathsep.join([str(repo)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    environment = dict(os.environ, PYTHONPATH=path) | (env or {})  # the caller's PYTHONPATH stays reachable
     return subprocess.run([sys.executable, str(repo / script), *args], cwd=cwd or repo, env=environment,
                           capture_output=True, text=True, timeout=timeout)
