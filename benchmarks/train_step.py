@@ -2,9 +2,11 @@
 
     python benchmarks/train_step.py [--models=shufflenet,mobilenet] [--steps=20] [--record]
 
-Settings: eager fp32, eager AMP (CUDA only), channels_last, torch.compile (default mode; on CUDA
-also reduce-overhead, i.e. CUDA graphs). Every model of a row is timed in this one run, so the
-ratios printed are measured, not assumed. The data path is timed too: what a step needed before
+Settings: eager fp32, eager AMP (CUDA only), channels_last (fp32), amp_channels_last (CUDA only),
+torch.compile (default mode; on CUDA also reduce-overhead, i.e. CUDA graphs; compiled steps use the
+device's default precision, AMP on CUDA). cuDNN is set as a run sets it (deterministic, no
+benchmark: suite.seeding.set_seed). Every model of a row is timed in this one run, so the ratios
+printed are measured, not assumed. The data path is timed too: what a step needed before
 (torchvision transforms per image, on the CPU, for 128 inputs and a 100-image memory draw, as in
 main@725cf25) against the resident path of suite/data.py (a gather, one batched flip and one
 normalisation on the device).
@@ -26,13 +28,16 @@ import architectures
 from common import environment_line, hardware
 from suite.data import BatchTransform, MemorySampler, ResidentImages, batch_transform
 from suite.datasets import get_spec
+from suite.recipe import build_optimizer
+from suite.seeding import set_seed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["shufflenet", "efficientnet", "resnet18", "mobilenet", "densenet", "googlenet", "vit"],
                   "Encoders to time.")
 flags.DEFINE_enum("modality", "encoder_memory", ["std", "memory", "encoder_memory"], "Model head.")
-flags.DEFINE_list("settings", ["eager", "amp", "channels_last", "compiled", "compiled_cudagraphs"],
-                  "Settings to time (amp and compiled_cudagraphs only on CUDA).")
+flags.DEFINE_list("settings", ["eager", "amp", "channels_last", "amp_channels_last", "compiled",
+                                "compiled_cudagraphs"],
+                  "Settings to time (amp, amp_channels_last and compiled_cudagraphs only on CUDA).")
 flags.DEFINE_integer("steps", 10, "Timed steps per setting (after warm-up steps).")
 flags.DEFINE_integer("batch", 128, "Inputs per step.")
 flags.DEFINE_integer("memory", 100, "Memory images per step.")
@@ -40,6 +45,7 @@ flags.DEFINE_bool("record", False, "Write this hardware's eager step times into 
 flags.DEFINE_string("json", None, "Also write every number as JSON to this file.")
 
 STEP_TIMES = Path(__file__).with_name("step_times.json")
+SGD = {"name": "sgd", "learning_rate": 1e-3, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}  # small lr: random data
 
 
 def synchronize(device: torch.device) -> None:
@@ -60,20 +66,19 @@ def timed(function, device: torch.device, steps: int, warmup: int) -> float:
 
 def step_seconds(name: str, device: torch.device, setting: str) -> float:
     """Mean seconds of one optimiser step in `setting` (compilation excluded: it happens in warm-up)."""
-    torch.manual_seed(0)
+    set_seed(0)  # also cuDNN as a run has it: deterministic algorithms, no benchmark search
     model = architectures.get_model(name, 10, FLAGS.modality).to(device).train()
-    amp = setting == "amp"
+    amp = device.type == "cuda" and (setting.startswith("amp") or setting.startswith("compiled"))
     inputs = torch.randn(FLAGS.batch, 3, 32, 32, device=device)
     memory = torch.randn(FLAGS.memory, 3, 32, 32, device=device)
-    if setting == "channels_last":
+    if setting.endswith("channels_last"):
         model = model.to(memory_format=torch.channels_last)
         inputs, memory = (t.contiguous(memory_format=torch.channels_last) for t in (inputs, memory))
     if setting.startswith("compiled"):
         mode = "reduce-overhead" if setting == "compiled_cudagraphs" else None
         model.forward_encoder = torch.compile(model.forward_encoder, mode=mode)
         model.classify = torch.compile(model.classify, mode=mode)
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4, **fused)
+    optimizer = build_optimizer(model, SGD, device)  # the recipe's optimiser (not fused on CUDA)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     targets = torch.randint(0, 10, (FLAGS.batch,), device=device)
 
@@ -138,7 +143,8 @@ def main(argv: list[str]) -> None:
     old, new = data_path_seconds(device)
     print(f"data path per step: per-image (main@725cf25) {old * 1000:.1f} ms, resident batched {new * 1000:.2f} ms "
           f"({old / new:.0f}x less)")
-    settings = [s for s in FLAGS.settings if device.type == "cuda" or s not in ("amp", "compiled_cudagraphs")]
+    settings = [s for s in FLAGS.settings
+                if device.type == "cuda" or s not in ("amp", "amp_channels_last", "compiled_cudagraphs")]
     results: dict = {"hardware": hardware(device), "torch": torch.__version__, "date": date.today().isoformat(),
                      "data_path_ms": {"per_image": old * 1000, "resident": new * 1000}, "models": {}}
     header = f"{'model':<14}" + "".join(f"{s:>20}" for s in settings) + "   ratios vs eager"
@@ -146,26 +152,29 @@ def main(argv: list[str]) -> None:
     for name in FLAGS.models:
         times = {setting: step_seconds(name, device, setting) for setting in settings}
         ratios = ", ".join(f"{s} {times['eager'] / t:.2f}x" for s, t in times.items() if s != "eager")
-        print(f"{name:<14}" + "".join(f"{t:>20.4f}" for t in times.values()) + f"   {ratios}")
+        print(f"{name:<14}" + "".join(f"{t:>20.4f}" for t in times.values()) + f"   {ratios}", flush=True)
         results["models"][name] = {"step_seconds": times, **eval_batch_seconds(name, device)}
-    if FLAGS.json:
-        Path(FLAGS.json).write_text(json.dumps(results, indent=2) + "\n")
-    if FLAGS.record:
-        record(results)
+        if FLAGS.json:
+            Path(FLAGS.json).write_text(json.dumps(results, indent=2) + "\n")
+        if FLAGS.record:  # after every model: a session cut short keeps what it measured
+            record(results)
 
 
 def record(results: dict) -> None:
-    """Keep this hardware's eager fp32 step times (the default protocol has AMP on CUDA: also kept)."""
+    """Keep this hardware's step times in the run's default precision (AMP on CUDA, fp32 on the CPU)
+    and evaluation costs; a grid-throughput entry already there (benchmarks/grid_throughput.py) stays."""
     profiles = json.loads(STEP_TIMES.read_text()) if STEP_TIMES.exists() else {"profiles": {}}
     entry = {"measured": results["date"], "torch": results["torch"], "modality": FLAGS.modality,
-             "note": "benchmarks/train_step.py, synthetic inputs, 128 inputs + 100 memories", "models": {}}
+             "note": "benchmarks/train_step.py, synthetic inputs, 128 inputs + 100 memories, eager", "models": {}}
     for name, numbers in results["models"].items():
         steps = numbers["step_seconds"]
         entry["models"][name] = {"train_step": steps.get("amp", steps["eager"]), "encode_500": numbers["encode_500"],
                                  "pass_batch_500": numbers["pass_batch_500"]}
+    if "grid" in profiles["profiles"].get(results["hardware"], {}):
+        entry["grid"] = profiles["profiles"][results["hardware"]]["grid"]
     profiles["profiles"][results["hardware"]] = entry
     STEP_TIMES.write_text(json.dumps(profiles, indent=2, sort_keys=True) + "\n")
-    print(f"recorded in {STEP_TIMES}")
+    print(f"recorded in {STEP_TIMES}", flush=True)
 
 
 if __name__ == "__main__":

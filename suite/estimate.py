@@ -7,6 +7,10 @@ them per hardware in benchmarks/step_times.json. A run's estimate is then
     epochs x steps per epoch x step time (scaled by the step's images)
   + test batches x encoding time + passes x test batches x per-batch time (memory models).
 It ignores process start-up and data loading, and is as good as the profile's match to the run.
+
+A GPU profile may also hold `grid`: the steady throughput of several grid workers sharing the GPU
+against one (benchmarks/grid_throughput.py --record); the estimate then also gives the hours of the
+grid run that way (one-at-a-time hours / throughput).
 """
 from __future__ import annotations
 
@@ -31,9 +35,14 @@ class Estimate:
     unknown_models: tuple[str, ...]  # models of the plan the profile has no time for
     training_only: bool  # the profile has no evaluation costs
     unsized_datasets: tuple[str, ...] = ()  # datasets of the plan registered without nominal sizes
+    grid: dict | None = None  # the profile's measured grid throughput (workers, mps, throughput)
 
     def line(self) -> str:
-        parts = [f"{self.hours:,.1f} device-hours for {self.runs} runs on {self.hardware}"]
+        parts = [f"{self.hours:,.1f} device-hours for {self.runs} runs on {self.hardware} one run at a time"]
+        if self.grid:
+            parts[0] += (f"; {self.hours / self.grid['throughput']:,.1f} with {self.grid['workers']} workers per GPU"
+                         f"{' and MPS' if self.grid.get('mps') else ''} (measured {self.grid['throughput']:.2f}x "
+                         "the throughput of one)")
         if self.training_only:
             parts.append("training only (the profile has no evaluation costs)")
         if self.unknown_models:
@@ -79,4 +88,5 @@ def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: 
         seconds, evaluated = run_seconds(settings, times)
         total += seconds
         with_eval &= evaluated
-    return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval, tuple(sorted(unsized)))
+    return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval, tuple(sorted(unsized)),
+                    profile.get("grid"))

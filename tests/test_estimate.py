@@ -43,8 +43,19 @@ def test_estimate_sums_runs_and_names_what_it_cannot_estimate():
     expected = run_seconds(runs[0], PROFILE["models"]["mobilenet"])[0] + 40 * 7 * 1.0 * 128 / 228
     assert found.hours == pytest.approx(expected / 3600) and found.runs == 3
     assert found.unknown_models == ("vit",) and found.training_only  # resnet18's profile has no eval costs
-    assert found.line().startswith(f"{expected / 3600:,.1f} device-hours for 3 runs on Test GPU; training only")
+    assert found.line().startswith(f"{expected / 3600:,.1f} device-hours for 3 runs on Test GPU one run at a time; "
+                                   "training only")
     assert "without vit (not in the profile)" in found.line()
+
+
+def test_a_measured_grid_throughput_divides_the_one_at_a_time_hours():
+    runs = [_settings("encoder_memory")] * 4
+    alone = estimate(runs, "Test GPU", PROFILE)
+    shared = estimate(runs, "Test GPU", PROFILE | {"grid": {"workers": 16, "mps": True, "throughput": 8.0}})
+    assert shared.hours == pytest.approx(alone.hours)  # the first figure stays the one-at-a-time hours
+    assert shared.line().startswith(f"{alone.hours:,.1f} device-hours for 4 runs on Test GPU one run at a time; "
+                                    f"{alone.hours / 8:,.1f} with 16 workers per GPU and MPS (measured 8.00x")
+    assert "with" not in alone.line()
 
 
 def test_runs_without_nominal_sizes_or_step_times_are_named_not_estimated(monkeypatch):
