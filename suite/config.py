@@ -128,6 +128,7 @@ DATASET_SECTION: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "mem_examples": (_int(1), REQUIRED),
     "lr_schedule": (_choice(*LR_SCHEDULES), "multistep"),
     "validation_size": (_optional(_int(0)), None),  # None: the dataset's own (6000 for SVHN and CIFAR10)
+    "drop_last": (_optional(_bool), None),  # of the training batches; None: the dataset's own (CINIC10: false)
 }
 
 

@@ -9,7 +9,7 @@ expression, and a memory draw is a `randperm` and a gather: no per-image Python 
 The distributions are the original's: flips independent with p = 0.5 where the dataset flips
 (CIFAR10, CINIC10), a memory is a uniform sample without replacement of `mem_examples` images of
 the run's subset with the training transform, training batches are a fresh permutation per epoch
-(`drop_last` as the dataset's), test batches in order (shuffled for CINIC10, as the original).
+(`drop_last` as the dataset's, or its config section's), test batches in order (shuffled for CINIC10, as the original).
 Every random stream has its own generator derived from the run's seed (suite.seeding), so draws
 repeat, resume exactly and do not depend on what else used the global RNG. AutoAugment (ViT recipe)
 runs per image through torchvision, which draws from the global RNG: it is seeded from the stream's
@@ -146,14 +146,15 @@ class RunData:
     test_transform: BatchTransform
     batch_size_train: int
     batch_size_test: int
+    drop_last: bool  # of the training batches (see `drop_last`)
     mem_examples: int
     generators: dict[str, torch.Generator] = field(default_factory=dict)
 
     # ---- training ---------------------------------------------------------------------------
     @property
     def train_steps(self) -> int:
-        """Batches per epoch: the loader's `len` (drop_last as the dataset's)."""
-        return steps_per_epoch(len(self.train), self.batch_size_train, self.spec.drop_last)
+        """Batches per epoch: the loader's `len`."""
+        return steps_per_epoch(len(self.train), self.batch_size_train, self.drop_last)
 
     def train_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         """One epoch: a fresh permutation of the subset, cut into batches; flips per image."""
@@ -219,6 +220,14 @@ def validation_size(config: dict) -> int:
     return spec.validation_size if size is None else size
 
 
+def drop_last(config: dict) -> bool:
+    """Whether an epoch drops its last, short training batch: the config's dataset section, else the
+    dataset's own (the conference loaders: true, CINIC10 false; the journal's CINIC10 loaders: true)."""
+    spec = get_spec(config["dataset_name"])
+    chosen = config[spec.name].get("drop_last")
+    return spec.drop_last if chosen is None else chosen
+
+
 WHOLE_SPLIT = sys.maxsize  # as train_examples: every training image but the validation hold-out
 
 
@@ -253,5 +262,5 @@ def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu") 
                                         channels_last),
         test_transform=batch_transform(spec, device, False, config["normalization"], channels_last=channels_last),
         batch_size_train=min(config["batch_size_train"], len(train)), batch_size_test=config["batch_size_test"],
-        mem_examples=section["mem_examples"],
+        drop_last=drop_last(config), mem_examples=section["mem_examples"],
         generators={stream: generator(seed, stream, device) for stream in TRAINING_STREAMS})

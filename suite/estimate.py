@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .config import TrainSettings
-from .data import validation_size
+from .data import drop_last, validation_size
 from .datasets import get_spec
 from .split import steps_per_epoch
 
@@ -61,7 +61,7 @@ def run_seconds(settings: TrainSettings, times: dict) -> tuple[float, bool]:
     train_split, test_size = spec.sizes
     subset = min(settings.train_examples, train_split - validation_size(settings.config))
     batch = min(settings.config["batch_size_train"], subset)
-    steps = steps_per_epoch(subset, batch, spec.drop_last)
+    steps = steps_per_epoch(subset, batch, drop_last(settings.config))
     memory = settings.mem_examples if settings.modality != "std" else 0
     seconds = settings.num_epochs * steps * times["train_step"] * (batch + memory) / PROFILE_IMAGES
     if "encode_500" not in times:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import pickle
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from torchvision import transforms
 import datasets
 import tiny_data
 from conftest import tiny_config
-from suite.config import validate
+from suite.config import NORMALIZATIONS, validate
 from suite.data import BatchTransform, MemorySampler, ResidentImages, batch_transform, build_run_data
 from suite.datasets import formats
 from suite.errors import DatasetError
@@ -261,12 +262,17 @@ def test_run_data_follows_the_protocol(tmp_path, tiny_dataset_dir):
 
 
 def test_training_batches_cover_the_subset_without_repeats_and_drop_the_remainder(tmp_path, tiny_dataset_dir):
-    """One epoch = a permutation of the subset cut into batches; drop_last as the dataset's."""
+    """One epoch = a permutation of the subset cut into batches; drop_last as the dataset's, or as its
+    config section says (the journal's CINIC10 loaders dropped the last batch)."""
     config = validate(tiny_config(tmp_path, tiny_dataset_dir, train_examples=70, batch_size_train=32),
                       datasets.list_datasets())
     config["CINIC10"]["validation_size"] = 3
-    for name, steps, seen in (("CIFAR10", 2, 64), ("CINIC10", 2, 27)):  # CINIC10: 27 images, no drop_last
-        data = build_run_data(dict(config, dataset_name=name, batch_size_train=32 if name == "CIFAR10" else 16), 0)
+    # CIFAR10: 70 images in batches of 32; CINIC10: 27 images in batches of 16, no drop_last by default.
+    for name, chosen, steps, seen in (("CIFAR10", None, 2, 64), ("CINIC10", None, 2, 27), ("CINIC10", True, 1, 16),
+                                      ("CIFAR10", False, 3, 70)):
+        section = dict(config[name], drop_last=chosen)
+        data = build_run_data(dict(config, dataset_name=name, batch_size_train=32 if name == "CIFAR10" else 16,
+                                   **{name: section}), 0)
         data.train_transform = BatchTransform(data.train_transform.mean, data.train_transform.std)  # no flips
         by_image = {bytes(img.numpy()): i for i, img in enumerate(data.train.images)}
         epochs = []
@@ -277,6 +283,37 @@ def test_training_batches_cover_the_subset_without_repeats_and_drop_the_remainde
             assert len(positions) == seen == len(set(positions)) and data.train_steps == steps
             epochs.append(positions)
         assert epochs[0] != epochs[1]  # a fresh order each epoch
+
+
+AUGMENTATION = {"flip", "autoaugment"}  # what the training transform may have and the test transform may not
+
+
+@pytest.mark.parametrize("dataset", ["CIFAR10", "SVHN", "CINIC10", "DIGITS"])
+@pytest.mark.parametrize("normalization", NORMALIZATIONS)
+@pytest.mark.parametrize("channels_last, autoaugment", [(False, False), (True, True)])
+def test_training_and_test_transforms_differ_in_augmentation_only(tmp_path, tiny_dataset_dir, dataset, normalization,
+                                                                  channels_last, autoaugment):
+    """Every option that shapes the test transform reaches it as it reaches the training transform; the
+    training transform adds the dataset's flips and, when asked, AutoAugment; nothing else differs."""
+    raw = tiny_config(tmp_path, tiny_dataset_dir, dataset_name=dataset, normalization=normalization,
+                      channels_last=channels_last, autoaugment=autoaugment, train_examples=10)
+    raw[dataset] = dict(raw["CIFAR10"], validation_size=20 if dataset != "CINIC10" else 10, mem_examples=5)
+    data = build_run_data(validate(raw, datasets.list_datasets()), seed=0)
+    train, test = data.train_transform, data.test_transform
+    spec = datasets.get_spec(dataset)
+    for field in fields(train):
+        a, b = getattr(train, field.name), getattr(test, field.name)
+        if field.name not in AUGMENTATION:
+            assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b), field.name
+    assert (train.flip, test.flip) == (spec.flip, False)
+    assert (train.autoaugment is not None, test.autoaugment) == (autoaugment, None)
+    mean, std = spec.normalization(normalization)
+    assert torch.equal(test.mean.flatten(), torch.tensor(mean)) and torch.equal(test.std.flatten(), torch.tensor(std))
+    images = data.test.images[:4]
+    plain = replace(train, flip=False, autoaugment=None)(images)
+    tested = test(images)
+    assert torch.equal(plain, tested) and tested.is_contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def test_memory_above_subset_size_fails_when_building_a_run(tmp_path, tiny_dataset_dir):

@@ -32,6 +32,10 @@ def test_a_runs_seconds_are_computed_from_its_epochs_steps_and_passes():
     cinic, _ = run_seconds(_settings("std", "dataset_name=CINIC10", "train_examples=5000"),
                            PROFILE["models"]["mobilenet"])
     assert cinic == pytest.approx(300 * 40 * 0.5 * 128 / 228 + 180 * 2.0)
+    # The journal's CINIC10 loaders drop it (config key CINIC10.drop_last): 1,000 images -> 7 steps, not 8.
+    kept, _ = run_seconds(_settings("std", "dataset_name=CINIC10"), {"train_step": 1.0})
+    dropped, _ = run_seconds(_settings("std", "dataset_name=CINIC10", "CINIC10.drop_last=true"), {"train_step": 1.0})
+    assert (kept, dropped) == (pytest.approx(300 * 8 * 128 / 228), pytest.approx(300 * 7 * 128 / 228))
     # The whole split: 73,257 - 6,000 held out = 67,257 images -> 525 steps.
     full, _ = run_seconds(_settings("std", "train_examples=100000"), {"train_step": 1.0})
     assert full == pytest.approx(40 * 525 * 128 / 228)

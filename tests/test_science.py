@@ -61,7 +61,7 @@ def id_data(spec: str = "CIFAR10", seed: int = 0) -> RunData:
 
     return RunData(spec=datasets.get_spec(spec), device=CPU, seed=seed, train=resident(TRAIN_IDS),
                    test=resident(TEST_IDS), train_transform=IDENTITY, test_transform=IDENTITY, batch_size_train=8,
-                   batch_size_test=BATCH, mem_examples=MEMORY,
+                   batch_size_test=BATCH, drop_last=datasets.get_spec(spec).drop_last, mem_examples=MEMORY,
                    generators={stream: generator(seed, stream, CPU) for stream in TRAINING_STREAMS})
 
 
@@ -200,7 +200,7 @@ def _image_data(seed: int = 0) -> RunData:
 
     return RunData(spec=spec, device=CPU, seed=seed, train=resident(30), test=resident(23),
                    train_transform=batch_transform(spec, CPU, True), test_transform=batch_transform(spec, CPU, False),
-                   batch_size_train=8, batch_size_test=BATCH, mem_examples=MEMORY,
+                   batch_size_train=8, batch_size_test=BATCH, drop_last=spec.drop_last, mem_examples=MEMORY,
                    generators={stream: generator(seed, stream, CPU) for stream in TRAINING_STREAMS})
 
 
