@@ -37,6 +37,8 @@ flags.DEFINE_integer("c_steps", DEFAULT.c_steps, "Runs of the search, c updated 
 flags.DEFINE_integer("max_iterations", DEFAULT.max_iterations, "FISTA iterations per run.")
 flags.DEFINE_float("learning_rate", DEFAULT.learning_rate, "Initial learning rate (polynomial decay to 0).")
 flags.DEFINE_float("clip", DEFAULT.clip, "Element-wise gradient clip.")
+flags.DEFINE_bool("l1_in_gradient", DEFAULT.l1_in_gradient, "Also differentiate beta * L1 in the gradient step, "
+                  "as the journal code did (the published method: only through the shrinkage step).")
 flags.DEFINE_integer("k", 0, "Latents per class averaged into a prototype, nearest first (0: the whole class).")
 flags.DEFINE_bool("data_feature_range", True, "Keep counterfactuals within the min / max of the normalised "
                                              "training pixels (the journal); false: unbounded.")
@@ -51,7 +53,8 @@ def main(argv: list[str]) -> None:
     try:
         search = CFProtoOptions(kappa=FLAGS.kappa, beta=FLAGS.beta, gamma=FLAGS.gamma, theta=FLAGS.theta,
                                 c_init=FLAGS.c_init, c_steps=FLAGS.c_steps, max_iterations=FLAGS.max_iterations,
-                                learning_rate=FLAGS.learning_rate, clip=FLAGS.clip, k=FLAGS.k or None)
+                                learning_rate=FLAGS.learning_rate, clip=FLAGS.clip, k=FLAGS.k or None,
+                                l1_in_gradient=FLAGS.l1_in_gradient)
         settings = CounterfactualSettings(search, FLAGS.target, FLAGS.max_inputs, FLAGS.data_feature_range,
                                           FLAGS.figure_inputs)
     except ValueError as error:

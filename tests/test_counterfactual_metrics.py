@@ -3,6 +3,7 @@ search on tiny models with known answers, and the journal autoencoder's layout."
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from architectures import list_models
 from architectures.autoencoder import ConvAutoencoder
 from suite.journal.cfproto import (
     CFProtoOptions, class_prototypes, is_counterfactual, nearest_prototypes, polynomial_decay, prediction_loss,
-    prototype_counterfactuals, shrink, update_c,
+    prototype_counterfactuals, search_gradient, shrink, update_c,
 )
 from suite.journal.interpretability import iim1, im1, im2, interpretability_scores
 
@@ -311,6 +312,26 @@ def test_options_default_to_the_journal_settings():
     assert (options.kappa, options.beta, options.gamma, options.theta) == (0.0, 0.1, 0.0, 100.0)
     assert (options.c_init, options.c_steps, options.max_iterations) == (1.0, 2, 1000)
     assert (options.learning_rate, options.clip, options.k) == (0.1, 1000.0, None)
+    assert not options.l1_in_gradient  # the published method; the journal code's variant is opt-in
+
+
+def test_the_gradient_step_leaves_the_l1_term_to_shrinkage_unless_asked():
+    """Published: the gradient is of c * L_pred + L2 (+ the prototype term) alone; with l1_in_gradient
+    (the journal code) beta * sign(y - x0) is added, 0 where y = x0."""
+    model = Linear(THREE_CLASSES)
+    x0 = as_images([0.5, 0.1], [0.2, 0.7])
+    y = as_images([0.9, 0.1], [-0.3, 1.0])  # moved up, unmoved, moved down, moved up
+    orig, c = model(x0).argmax(dim=1), torch.tensor([2.0, 3.0])
+    published = search_gradient(y, x0, c, model, orig, TEST_OPTIONS, torch.zeros(2, 2), FLAT)
+    y_ = y.detach().requires_grad_(True)
+    by_hand = (c * prediction_loss(torch.softmax(model(y_), dim=1), orig, 0.0) + ((y_ - x0) ** 2).flatten(1).sum(1)
+               + 1.0 * (y_.flatten(1) ** 2).sum(1))  # theta 1, prototypes at 0
+    (expected,) = torch.autograd.grad(by_hand.sum(), y_)
+    assert torch.allclose(published, expected)
+    journal = search_gradient(y, x0, c, model, orig, replace(TEST_OPTIONS, l1_in_gradient=True), torch.zeros(2, 2),
+                              FLAT)
+    sign = torch.tensor([1.0, 0.0, -1.0, 1.0]).view(2, 1, 1, 2)
+    assert torch.allclose(journal - published, TEST_OPTIONS.beta * sign)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ For an input x0 that the model predicts as class t0, the search minimises over x
     L_AE(x)    = ||x - AE(x)||_2^2                               optional (gamma = 0 turns it off)
     L_proto(x) = ||ENC(x) - proto||_2^2                          proto: this input's own prototype
 
-with FISTA: a gradient step on the smooth terms (the L1 term excluded), the shrinkage-thresholding
-operator of beta around x0, a projection on the feature range, and a momentum step; the learning
+with FISTA: a gradient step on the smooth terms (the L1 term excluded, as published; the journal
+code also differentiated beta * L1 there: `l1_in_gradient`), the shrinkage-thresholding operator of
+beta around x0, a projection on the feature range, and a momentum step; the learning
 rate decays polynomially (power 0.5) to 0 over `max_iterations`, gradients are clipped element-wise.
 A candidate is valid when the model, with kappa added to the original class's probability, no longer
 predicts t0, and predicts one of the allowed classes (the fixed target, or any other class); the
@@ -72,6 +73,7 @@ class CFProtoOptions:
     clip: float = 1000.0  # element-wise gradient clip
     feature_range: tuple[float, float] = (-C_UNBOUNDED, C_UNBOUNDED)
     k: Optional[int] = None  # latents per class averaged into a prototype; None: the whole class
+    l1_in_gradient: bool = False  # the journal code: beta * L1 also in the gradient step (its sign, 0 at x0)
 
     def __post_init__(self) -> None:
         low, high = self.feature_range
@@ -272,6 +274,24 @@ def _l1(x: Tensor) -> Tensor:
     return x.flatten(1).abs().sum(dim=1)
 
 
+def search_gradient(y: Tensor, x0: Tensor, c: Tensor, predict: Predict, orig_class: Tensor, options: CFProtoOptions,
+                    prototypes: Optional[Tensor] = None, encoder: Optional[Encoder] = None,
+                    autoencoder: Optional[Autoencoder] = None) -> Tensor:
+    """The FISTA gradient step's gradient at y, clipped element-wise: of the smooth part of the
+    objective (everything but beta * L1, unless `l1_in_gradient`), a sum of row terms."""
+    y = y.detach().requires_grad_(True)
+    loss = c * prediction_loss(torch.softmax(predict(y), dim=1), orig_class, options.kappa)
+    loss = loss + _squared_l2(y - x0)
+    if options.l1_in_gradient:
+        loss = loss + options.beta * _l1(y - x0)
+    if options.gamma > 0:
+        loss = loss + options.gamma * _squared_l2(y - autoencoder(y))
+    if prototypes is not None:
+        loss = loss + options.theta * _squared_l2(encoder(y) - prototypes)
+    (grad,) = torch.autograd.grad(loss.sum(), y)
+    return grad.clamp(-options.clip, options.clip)
+
+
 def _fista_search(predict: Predict, x0: Tensor, orig_class: Tensor, allowed: Tensor, target_class: Tensor,
                   prototypes: Optional[Tensor], encoder: Optional[Encoder], autoencoder: Optional[Autoencoder],
                   options: CFProtoOptions) -> CFProtoResult:
@@ -283,16 +303,7 @@ def _fista_search(predict: Predict, x0: Tensor, orig_class: Tensor, allowed: Ten
         return torch.full((batch,), value, dtype=x0.dtype, device=x0.device)
 
     def gradient(y: Tensor, c: Tensor) -> Tensor:
-        """Gradient of the smooth part of the objective (everything but beta * L1), a sum of row terms."""
-        y = y.detach().requires_grad_(True)
-        loss = c * prediction_loss(torch.softmax(predict(y), dim=1), orig_class, options.kappa)
-        loss = loss + _squared_l2(y - x0)
-        if options.gamma > 0:
-            loss = loss + options.gamma * _squared_l2(y - autoencoder(y))
-        if prototypes is not None:
-            loss = loss + options.theta * _squared_l2(encoder(y) - prototypes)
-        (grad,) = torch.autograd.grad(loss.sum(), y)
-        return grad.clamp(-options.clip, options.clip)
+        return search_gradient(y, x0, c, predict, orig_class, options, prototypes, encoder, autoencoder)
 
     c, lower, upper = vector(options.c_init), vector(0.0), vector(C_UNBOUNDED)
     best = torch.full_like(x0, math.nan)
