@@ -38,6 +38,10 @@ flags.DEFINE_integer("threads", 0, "local: CPU threads per worker; 0: the cores 
 flags.DEFINE_string("slurm_partition", None, "slurm: partition.")
 flags.DEFINE_integer("timeout_min", 240, "slurm: time limit of a task in minutes; a run cut by it is requeued and "
                                          "resumes from its last epoch.", lower_bound=1)
+flags.DEFINE_integer("max_requeues", 50, "slurm: times a task cut off by its time limit is requeued (submitit's "
+                     "max_num_timeout, default 3 there); each attempt resumes from the last finished epoch. A task "
+                     "cut off once more is reported failed; its run keeps its epochs and the next grid resumes it.",
+                     lower_bound=0)
 flags.DEFINE_integer("gpus_per_node", 1, "slurm: GPUs per task.", lower_bound=0)
 flags.DEFINE_integer("cpus_per_task", 4, "slurm: CPUs per task.", lower_bound=1)
 flags.DEFINE_float("mem_gb", None, "slurm: memory per task in GB (default: the cluster's).")
@@ -147,7 +151,7 @@ def run() -> None:
         cluster = "slurm" if FLAGS.executor == "slurm" else "local"
         summary = runner.run_submitit(plan, cluster, Path(FLAGS.submitit_dir or default_folder(grid.path, "submitit")),
                                       parameters, FLAGS.runs_per_task, FLAGS.max_array_size,
-                                      wait=FLAGS.wait or cluster == "local", out=out)
+                                      wait=FLAGS.wait or cluster == "local", out=out, max_requeues=FLAGS.max_requeues)
         if summary is None:
             return
     print("\n".join(summary.lines()), flush=True)

@@ -516,12 +516,13 @@ def _collect(jobs: list, summary: Summary, out: Printer, poll_seconds: float) ->
 
 def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_per_task: int = 1,
                  max_array_size: int = 1000, wait: bool = True, poll_seconds: float = 2.0,
-                 out: Printer = print) -> Summary | None:
+                 out: Printer = print, max_requeues: int = 50) -> Summary | None:
     """Submit one array task per run to be trained (or per `runs_per_task` runs).
 
     cluster "slurm": sbatch, arrays of at most `max_array_size` tasks, `slurm_array_parallelism` of
     them running at once; returns None unless `wait`. cluster "local": the same tasks through
     submitit's LocalExecutor on this machine, `slurm_array_parallelism` jobs at a time, always waited for.
+    A task cut off by its time limit is requeued up to `max_requeues` times (submitit's max_num_timeout).
     """
     import submitit
 
@@ -531,7 +532,8 @@ def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_
     # Jobs import this code by its module name: the suite is installed (pip install -e .), so they
     # find it from wherever they start, with the same interpreter.
     try:
-        executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+        executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster,
+                                         **{f"{cluster}_max_num_timeout": max_requeues})
         executor.update_parameters(**parameters)
     except (ValueError, RuntimeError, TypeError) as error:
         raise UserError(f"submitit: {error}") from None

@@ -278,6 +278,10 @@ def test_submitit_local_executor_gives_the_same_runs(tmp_path, local_grid):
     assert set(records) == expected_keys() and run_lines(result.stdout) == expected_keys()
     logs = list((tmp_path / "grids" / "tiny" / "submitit").glob("*_log.out"))
     assert len(logs) == 4 and sum(log.read_text().count(" | Run:") for log in logs) == 24
+    from submitit.core.utils import DelayedSubmission  # the default requeue limit, well above submitit's 3
+
+    submissions = list((tmp_path / "grids" / "tiny" / "submitit").glob("*_submitted.pkl"))
+    assert len(submissions) == 4 and {DelayedSubmission.load(p)._timeout_countdown for p in submissions} == {50}
     # Same training code, same seeds, one thread each: the same numbers as the local executor.
     local = read_results(local_grid[0] / "models")
     assert {key: r["accuracy"] for key, r in records.items()} == {key: r["accuracy"] for key, r in local.items()}
@@ -302,7 +306,8 @@ def test_slurm_submission_reaches_sbatch_with_the_resource_flags(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "grid.py"), f"--grid={path}", "--executor=slurm", "--slurm_partition=gpu",
          "--timeout_min=30", "--gpus_per_node=1", "--cpus_per_task=3", "--slurm_array_parallelism=4",
-         "--max_array_size=5", "--slurm_option=account=memwrap", "--slurm_setup=module load cuda"],
+         "--max_array_size=5", "--slurm_option=account=memwrap", "--slurm_setup=module load cuda", "--max_requeues=7",
+         f"--submitit_dir={tmp_path / 'jobs'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Submitted 12 runs as 12 tasks in 3 job array(s) (4241, 4242, 4243)" in result.stdout
@@ -314,6 +319,12 @@ def test_slurm_submission_reaches_sbatch_with_the_resource_flags(tmp_path):
                      "#SBATCH --cpus-per-task=3", "#SBATCH --account=memwrap", "module load cuda"):
             assert line in script, line
     assert not (tmp_path / "models").exists()  # nothing trained here
+    # A task may be cut off by its time limit 7 times and requeued (submitit's default is 3).
+    from submitit.core.utils import DelayedSubmission
+
+    submissions = sorted((tmp_path / "jobs").rglob("*_submitted.pkl"))
+    assert len(submissions) == 12
+    assert {DelayedSubmission.load(path)._timeout_countdown for path in submissions} == {7}
 
 
 # ---- kill and rerun ---------------------------------------------------------------------------------
