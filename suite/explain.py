@@ -193,7 +193,7 @@ def select_memories(weights: Tensor, memory_predictions: Tensor, prediction: int
 
 
 # ---- attributions (heat maps) -------------------------------------------------------------------
-def baseline_like(images: Tensor, kind: str, spec: DatasetSpec, normalization: str = "paper") -> Tensor:
+def baseline_like(images: Tensor, kind: str, spec: DatasetSpec, normalization: str) -> Tensor:
     """Attribution baseline in normalised space.
 
     ones: all ones after normalisation, the original's choice. In pixel space that is mean + std per

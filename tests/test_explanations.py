@@ -42,6 +42,55 @@ def _assert_picture(path, size: tuple[int, int]) -> None:
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
 
 
+# ---- heads that read their memory's labels ------------------------------------------------------------
+@pytest.mark.parametrize("modality", ["protonet", "matching"])
+def test_every_path_classifies_with_the_labels_of_the_memory_it_encodes(runs, tmp_path, monkeypatch, modality):
+    """ProtoNet and Matching Networks read the labels of their memory. Every script path that classifies
+    (evaluation, explanation accuracy, majority vote, memory images, heat maps) hands the head the
+    labels of the very draw whose encodings it hands it: for the inputs with M, for M's samples with
+    the auxiliary draw A, never M's labels with A's encodings. (Attributions classify interpolated
+    memories; the heat-map tests check their numbers.)"""
+    from suite.config import TrainSettings, validate
+    from suite.journal.majority_vote_eval import majority_vote_folder
+    from suite.training import train_run
+    from trained_runs import vit_config
+
+    raw = vit_config(tmp_path, runs.dataset_dir, "std", runs=1)
+    raw["CIFAR10"]["num_epochs"] = 1
+    settings = TrainSettings(validate(raw, datasets.list_datasets()), modality)
+    train_run(settings, 0)
+    draws: list[tuple[torch.Tensor, torch.Tensor]] = []
+    draw = MemorySampler.draw
+
+    def recorded(sampler):
+        images, labels = draw(sampler)
+        draws.append((images, labels))
+        return images, labels
+
+    checked = []
+    classify = MemoryWrapNet.classify
+
+    def paired(model, features, memory_features=None, memory_labels=None, return_weights=False):
+        if not torch.is_grad_enabled():  # attributions (grad on) classify interpolated images: no draw's own
+            with torch.no_grad():
+                owners = [labels for images, labels in draws if images.shape[0] == memory_features.shape[0]
+                          and torch.allclose(model.forward_encoder(images), memory_features, atol=1e-6)]
+            assert owners, "encodings of no memory draw"
+            assert any(torch.equal(labels, memory_labels) for labels in owners), "labels of another draw"
+            checked.append(len(memory_labels))
+        return classify(model, features, memory_features, memory_labels, return_weights)
+
+    monkeypatch.setattr(MemorySampler, "draw", recorded)
+    monkeypatch.setattr(MemoryWrapNet, "classify", paired)
+    folder, options = settings.output_dir, CheckpointOptions(device="cpu", batch_size_test=25)
+    commands.evaluate_folder(str(folder), options, passes=1, json_path="", out=_quiet)
+    commands.explanation_accuracy(str(folder), options, passes=1, json_path="", out=_quiet)
+    majority_vote_folder(str(folder), options, passes=1, json_path="", out=_quiet)
+    commands.memory_images(str(folder / "1.pt"), FIGURE_CPU, max_images=3, images_dir=tmp_path / "images", out=_quiet)
+    commands.heatmaps(str(folder / "1.pt"), FIGURE_CPU, max_images=2, images_dir=tmp_path / "images", out=_quiet)
+    assert len(checked) > 10
+
+
 # ---- counting -----------------------------------------------------------------------------------------
 def test_counts_on_a_constructed_batch():
     predictions = torch.tensor([0, 1, 2, 1])
@@ -219,10 +268,10 @@ def test_selection_orders_positive_weights_and_splits_examples_from_counterfactu
 def test_baselines_in_pixel_space():
     spec = datasets.get_spec("CIFAR10")
     images = torch.zeros(2, 3, 4, 4)
-    grey = datasets.undo_normalization(explain.baseline_like(images, "ones", spec), spec)
+    grey = datasets.undo_normalization(explain.baseline_like(images, "ones", spec, "paper"), spec)
     assert grey[0, :, 0, 0].tolist() == pytest.approx([0.6937, 0.6816, 0.6475], abs=1e-4)  # light grey
-    assert datasets.undo_normalization(explain.baseline_like(images, "white", spec), spec).min() == pytest.approx(1.0)
-    black = datasets.undo_normalization(explain.baseline_like(images, "black", spec), spec)
+    assert datasets.undo_normalization(explain.baseline_like(images, "white", spec, "paper"), spec).min() == pytest.approx(1.0)
+    black = datasets.undo_normalization(explain.baseline_like(images, "black", spec, "paper"), spec)
     assert black.max() == pytest.approx(0.0, abs=1e-6)
 
 

@@ -284,6 +284,31 @@ def test_majority_vote_tally() -> None:
     assert tally.mvo_accuracy == pytest.approx(60.0) and tally.mvy_accuracy == pytest.approx(60.0)
 
 
+def test_each_vote_counts_its_edge_cases_from_its_own_classes() -> None:
+    """A pass's counters: MVO ties from the memory's predictions, MVY ties from its labels, single voters
+    and inputs without a vote from the weights; every counter differs from the others here, so a counter
+    read from the wrong votes (or added to the wrong name) shows."""
+    from suite.journal.majority_vote_eval import VotePass
+
+    predictions, labels = torch.tensor([3, 3, 1, 2, 5, 3]), torch.tensor([3, 4, 5, 5, 6, 7])
+    weights = torch.tensor([
+        [0.5, 0.5, 0.0, 0.0, 0.0, 0.0],  # predictions {3, 3}: no MVO tie; labels {3, 4}: MVY tie
+        [0.0, 0.0, 0.5, 0.5, 0.0, 0.0],  # predictions {1, 2}: MVO tie; labels {5, 5}: none
+        [0.0, 0.0, 0.0, 0.0, 0.4, 0.6],  # predictions {5, 3}: MVO tie; labels {6, 7}: MVY tie
+        [0.4, 0.0, 0.0, 0.0, 0.0, 0.6],  # predictions {3, 3}: none; labels {3, 7}: MVY tie
+        [0.0, 0.0, 0.0, 0.0, 1.0, 0.0],  # one voter
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # none (no suite head does this; counted all the same)
+    ])
+    inputs = torch.tensor([3, 5, 5, 3, 6, 0])  # the inputs' labels
+    logits = F.one_hot(torch.tensor([3, 1, 5, 3, 6, 0]), 8).float()
+    result = VotePass()
+    result.update(inputs, logits, weights, predictions, labels, num_classes=8)
+    counts = result.as_dict()
+    assert (counts["mvo_ties"], counts["mvy_ties"], counts["single_voter"], counts["no_vote"]) == (2, 3, 1, 1)
+    # MVO: [3, 1, 3, 3, 5, -]; MVY: [3, 5, 6, 3, 6, -]; against [3, 5, 5, 3, 6, 0]
+    assert (counts["total"], counts["model_correct"], counts["mvo_correct"], counts["mvy_correct"]) == (6, 5, 2, 4)
+
+
 def test_protonet_scores_in_float32_under_autocast() -> None:
     # Low-precision cosines would underflow the norm epsilon; the head computes them in float32 even
     # inside an autocast region (the training step's AMP), giving the plain float32 logits.

@@ -127,6 +127,24 @@ def test_heartbeat_keeps_the_lock_fresh_and_a_lost_lock_stops_its_owner(tmp_path
     assert json.loads(lock.path.read_text())["host"] == "node-elsewhere"  # the new owner's lock is left alone
 
 
+@pytest.mark.parametrize("host", ["node-elsewhere", "this host"])
+def test_a_lock_belongs_to_its_token_not_to_a_pid(tmp_path, host):
+    """A lock taken over by a process with this very pid and start (on another node, or a pid reused
+    on this one) is not this process's: check() stops, the heartbeat leaves it alone, release keeps it."""
+    lock = locks.acquire(tmp_path, 1, heartbeat=3600)
+    ours = json.loads(lock.path.read_text())
+    theirs = dict(ours, host=host_name() if host == "this host" else host, token="another token")
+    lock.path.write_text(json.dumps(theirs))
+    os.utime(lock.path, (1000, 1000))
+    assert not lock.held()
+    with pytest.raises(locks.LockLost, match="taken over by another process"):
+        lock.check()
+    lock.refresh()
+    assert lock.path.stat().st_mtime == 1000  # not touched by our heartbeat
+    lock.release()
+    assert json.loads(lock.path.read_text()) == theirs
+
+
 def test_breaking_a_stale_lock_puts_back_one_renewed_meanwhile(tmp_path, monkeypatch):
     path = _write_lock(tmp_path, 1, "node-elsewhere", 1, age=locks.STALE_SECONDS * 2)
     rename = os.rename
@@ -351,6 +369,49 @@ def test_tensorboard_events_are_the_csv_and_a_resume_purges_the_lost_epoch(tmp_p
         logged = [(e.step, e.value) for e in events.Scalars(tag)]
         assert logged == [(r["epoch"], pytest.approx(r[column])) for r in rows if r[column] is not None], tag
     assert [e.step for e in events.Scalars("test/accuracy")] == [2]
+
+
+ZERO_ROW = {"epoch": 1, "learning_rate": 0.0, "loss": 0.0, "train_accuracy": 0.0, "seconds": 0.0, "test_accuracy": 0.0}
+
+
+@pytest.mark.parametrize("tensorboard", [False, True])
+def test_an_epoch_whose_values_are_zero_is_on_record_at_every_stage(tmp_path, tensorboard):
+    """0 is a value, not a missing one: the ViT recipe's first warm-up epoch has learning rate 0, and a run
+    can sit at 0 % training accuracy. CSV, reading back, training curves and TensorBoard keep it."""
+    from suite.curves import curve
+    from suite.metrics import EpochLog
+
+    if tensorboard:
+        pytest.importorskip("tensorboard")
+    second = dict(ZERO_ROW, epoch=2, learning_rate=0.1, loss=2.0, train_accuracy=50.0, seconds=1.0,
+                  test_accuracy=None)
+    log = EpochLog(tmp_path, 1, [], tensorboard)
+    log.append(ZERO_ROW)
+    log.append(second)
+    log.close()
+    rows = read_metrics(metrics_path(tmp_path, 1))
+    assert rows == [ZERO_ROW, second]
+    other = [dict(ZERO_ROW, learning_rate=0.0, loss=1.0, train_accuracy=20.0, test_accuracy=10.0)]
+    for column in COLUMNS[1:]:
+        found = curve({1: rows, 2: other}, column)
+        assert found.epochs.tolist()[0] == 1 and found.runs.tolist()[0] == 2, column  # epoch 1 of both runs
+        assert found.mean.tolist()[0] == pytest.approx((ZERO_ROW[column] + other[0][column]) / 2), column
+    if tensorboard:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "tensorboard" / "1"))
+        events.Reload()
+        for tag in ("train/loss", "train/accuracy", "learning_rate", "test/accuracy", "epoch_seconds"):
+            assert (events.Scalars(tag)[0].step, events.Scalars(tag)[0].value) == (1, 0.0), tag
+
+
+def test_the_vit_recipes_first_warm_up_epoch_is_logged_with_learning_rate_zero(tmp_path):
+    settings = tiny_settings(tmp_path, "std", "optimizer.name=adam", "optimizer.learning_rate=0.001",
+                             "optimizer.warmup_epochs=2",
+                             "DIGITS.lr_schedule=warmup_cosine")
+    train_run(settings, 0)
+    rows = read_metrics(metrics_path(settings.output_dir, 1))
+    assert [row["learning_rate"] for row in rows][:2] == [0.0, pytest.approx(0.0005)]
 
 
 def test_tensorboard_asked_without_the_package_is_one_line(tmp_path, monkeypatch):

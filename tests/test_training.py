@@ -71,6 +71,45 @@ def test_two_identical_invocations_print_identical_numbers(tmp_path, tiny_datase
     assert outputs[0]["loss"] == outputs[1]["loss"]
 
 
+# ---- what an epoch records --------------------------------------------------------------------------
+@pytest.mark.parametrize("dataset, train_examples, batch, drop_last", [
+    ("CINIC10", 14, 4, None),  # no drop_last: batches of 4, 4, 4 and 2
+    ("CIFAR10", 12, 4, None),  # drop_last, nothing to drop
+    ("CIFAR10", 10, 4, False),  # drop_last turned off: a short last batch
+])
+def test_training_accuracy_on_record_is_over_every_input_seen(tmp_path, tiny_dataset_dir, monkeypatch, dataset,
+                                                             train_examples, batch, drop_last):
+    """A model that predicts class 0 whatever it sees (and learns nothing: lr 0): each epoch's training
+    accuracy is the share of class 0 among the subset's images, whatever the size of the last batch
+    (metrics CSV and callbacks)."""
+    import suite.training
+    from suite.data import build_run_data
+
+    build = suite.training.build_model
+
+    def always_class_0(settings):
+        model = build(settings)
+        with torch.no_grad():
+            model.linear.weight.zero_()
+            model.linear.bias.copy_(torch.tensor([100.0] + [0.0] * 9))
+        return model
+
+    monkeypatch.setattr(suite.training, "build_model", always_class_0)
+    section = {"num_classes": 10, "num_epochs": 2, "opt_milestones": [], "mem_examples": 2,
+               "validation_size": 10 if dataset == "CINIC10" else 20, "drop_last": drop_last}
+    settings = _settings(tmp_path, tiny_dataset_dir, "std", dataset_name=dataset, train_examples=train_examples,
+                         batch_size_train=batch, runs=1, optimizer={"name": "sgd", "learning_rate": 0.0},
+                         **{dataset: section})
+    labels = build_run_data(settings.config, 0).train.labels
+    assert len(labels) == train_examples
+    expected = 100.0 * int((labels == 0).sum()) / len(labels)
+    assert 0 < expected < 100
+    seen = []
+    train_run(settings, 0, epoch_callbacks=[lambda stats, state: seen.append(stats.accuracy)])
+    rows = read_metrics(metrics_path(settings.output_dir, 1))
+    assert [row["train_accuracy"] for row in rows] == seen == [pytest.approx(expected)] * 2
+
+
 # ---- resume -----------------------------------------------------------------------------------
 class _Killed(Exception):
     pass
