@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from suite.cli import reject_extra_arguments, user_errors
+from suite.cli import reject_extra_arguments, user_errors, UserError
 from suite.commands import define_common_flags
-from suite.errors import UserError
 from suite.journal.cfproto import CFProtoOptions
 from suite.journal.counterfactual_quality import TARGET_MODES, CounterfactualSettings
 from suite.journal.quality_commands import COUNTERFACTUAL_BATCH, counterfactual_quality

@@ -5,8 +5,8 @@ resident data (split, transforms, batches, memory draws) in `suite.data`.
 """
 from __future__ import annotations
 
-from suite.data import (  # noqa: F401
-    BatchTransform, MemorySampler, ResidentImages, RunData, batch_transform, build_run_data, undo_normalization,
+from suite.data import (  # noqa: F401 - the original's module name, for its users
+    BatchTransform, MemorySampler, ResidentImages, RunData, batch_transform, build_run_data, split_indices,
+    undo_normalization,
 )
 from suite.datasets import DatasetSpec, get_spec, list_datasets, open_images, register_dataset  # noqa: F401
-from suite.split import split_indices  # noqa: F401

@@ -3,7 +3,6 @@
     python grid.py --grid=config/table1.yaml [--workers=N] [--gpus=0,1] [--dry_run]
     python grid.py --grid=config/table1.yaml --executor=slurm --slurm_partition=gpu --timeout_min=240
     python grid.py report --grid=config/table1.yaml [--out=DIR]      # the table, its figure, training curves
-    python grid.py migrate --grid=config/table1.yaml                 # results.jsonl -> one record file per run
 
 Each run of each cell is one unit of work: finished runs are never repeated, interrupted ones resume
 from their last finished epoch, and several commands (or Slurm tasks) can share one grid.
@@ -16,8 +15,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from suite.cli import EXIT_INTERRUPTED, user_errors
-from suite.errors import UserError
+from suite.cli import EXIT_INTERRUPTED, user_errors, UserError
 from suite.gridspec import load_grid
 
 FLAGS = flags.FLAGS
@@ -79,25 +77,6 @@ def report() -> None:
         print(f"- note (curves): {note}")
     print("Wrote " + ", ".join(str(p) for p in paths.values())
           + (f" and {len(curves)} training-curve figure(s) in {out / CURVES_FOLDER}" if curves else ""))
-
-
-def migrate() -> None:
-    """Per-run record files for the cells of the grid that still have a results.jsonl of an earlier version."""
-    from suite.records import RESULTS_FILE, migrate_results
-
-    grid = load_grid(FLAGS.grid, FLAGS.set)
-    folders = sorted({grid.cell_settings(cell, grid.lenient_dataset_names(), list(grid.models)).output_dir
-                      for cell in grid.cells()})
-    for folder in folders:
-        if (folder / RESULTS_FILE).is_file():
-            try:
-                written = migrate_results(folder)
-            except OSError as error:  # records written so far are complete (atomic): a rerun finishes the job
-                where = f"'{error.filename or folder}'" + (f" -> '{error.filename2}'" if error.filename2 else "")
-                raise UserError(f"cannot migrate '{folder / RESULTS_FILE}': {error.strerror or error} on {where}; "
-                                "the records written so far are kept, run 'grid.py migrate' again once that is "
-                                "fixed") from None
-            print(f"{folder}: {written} record(s) written, {RESULTS_FILE} renamed to {RESULTS_FILE}.migrated")
 
 
 STEP_TIMES = Path(__file__).resolve().parent / "benchmarks" / "step_times.json"
@@ -162,12 +141,12 @@ def run() -> None:
 @user_errors
 def main(argv: list[str]) -> None:
     command = argv[1:]
-    subcommands = {"report": report, "migrate": migrate}
+    subcommands = {"report": report}
     if len(command) == 1 and command[0] in subcommands:
         subcommands[command[0]]()
         return
     if command:
-        raise UserError(f"unexpected arguments: {' '.join(command)} (the subcommands are 'report' and 'migrate'; "
+        raise UserError(f"unexpected arguments: {' '.join(command)} (the subcommand is 'report'; "
                         "flags take the form --name=value)")
     try:
         run()

@@ -7,9 +7,8 @@ from __future__ import annotations
 from absl import app, flags
 
 import architectures
-from suite.cli import reject_extra_arguments, user_errors
+from suite.cli import UserError, reject_extra_arguments, user_errors
 from suite.config import TrainSettings, load_config
-from suite.errors import UserError
 from suite.training import train_cell
 
 FLAGS = flags.FLAGS

@@ -9,12 +9,11 @@ import pkgutil as _pkgutil
 for _module in _pkgutil.iter_modules(__path__):
     _importlib.import_module(f"{__name__}.{_module.name}")
 
-from .base import MemoryWrapNet  # noqa: E402
-from .memory import MLP, EncoderMemoryWrapLayer, MemoryWrapLayer  # noqa: E402
-from .registry import (  # noqa: E402
-    PAPER_MODALITIES, display_name, get_head_class, get_model, list_modalities, list_models, modality_display_name,
-    register_head, register_model,
+from .base import (  # noqa: E402 - the package's interface, after every plug-in registered itself
+    MemoryWrapNet, PAPER_MODALITIES, display_name, get_head_class, get_model, list_modalities, list_models,
+    modality_display_name, register_head, register_model,
 )
+from .memory import MLP, EncoderMemoryWrapLayer, MemoryWrapLayer  # noqa: E402
 
 MODALITIES = tuple(list_modalities())
 

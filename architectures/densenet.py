@@ -7,8 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MemoryWrapNet
-from .registry import register_model
+from .base import MemoryWrapNet, register_model
 
 GROWTH_RATE = 12
 DENSE_BLOCKS = (6, 12, 24, 16)

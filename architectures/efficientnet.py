@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MemoryWrapNet
-from .registry import register_model
+from .base import MemoryWrapNet, register_model
 
 # (expansion, out_channels, num_blocks, kernel_size, first stride)
 CONFIG = (

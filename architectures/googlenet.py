@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import MemoryWrapNet
-from .registry import register_model
+from .base import MemoryWrapNet, register_model
 
 
 def conv_bn_relu(in_planes: int, out_planes: int, kernel_size: int) -> list[nn.Module]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .registry import register_head
+from .base import register_head
 
 COSINE_EPSILON = 1e-8  # added to each norm, as in the few-shot code the journal ported
 PROBABILITY_CLAMP = 1e-6  # the journal clamps y_hat to [1e-6, 1 - 1e-6] before the log

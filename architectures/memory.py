@@ -10,7 +10,7 @@ import torch
 from entmax import sparsemax
 from torch import Tensor, nn
 
-from .registry import register_head
+from .base import register_head
 
 NORM_EPSILON = 1e-6  # added inside the square root, as in memorywrap 1.0.6
 

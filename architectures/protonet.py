@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .matching import labels_one_hot, pairwise_cosine
-from .registry import register_head
+from .base import register_head
 
 
 def class_prototypes(support: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:

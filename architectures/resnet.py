@@ -10,8 +10,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MemoryWrapNet
-from .registry import register_model
+from .base import MemoryWrapNet, register_model
 
 
 class BasicBlock(nn.Module):

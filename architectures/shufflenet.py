@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MemoryWrapNet
-from .registry import register_model
+from .base import MemoryWrapNet, register_model
 
 # net_size -> output channels of the three stages (kuangliu's table, the sizes the suites select)
 STAGE_CHANNELS = {0.5: (48, 96, 192), 1.0: (116, 232, 464)}

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .base import MemoryWrapNet
-from .registry import register_model
+from .base import MemoryWrapNet, register_model
 
 DROPOUT = 0.3  # the journal's default for both WRN sizes
 NO_TAIL_DROPOUT = frozenset({"encoder_memory"})  # the journal's only head fed undropped features

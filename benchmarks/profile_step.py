@@ -19,7 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 import architectures
 from common import environment_line
 from suite.recipe import build_optimizer
-from suite.seeding import set_seed
+from suite.data import set_seed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["shufflenet"], "Encoders (one line each; the operator table of the first).")

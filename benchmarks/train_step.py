@@ -26,10 +26,9 @@ from absl import app, flags
 
 import architectures
 from common import environment_line, hardware
-from suite.data import BatchTransform, MemorySampler, ResidentImages, batch_transform
+from suite.data import BatchTransform, MemorySampler, ResidentImages, batch_transform, set_seed
 from suite.datasets import get_spec
 from suite.recipe import build_optimizer
-from suite.seeding import set_seed
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["shufflenet", "efficientnet", "resnet18", "mobilenet", "densenet", "googlenet", "vit"],

@@ -1,14 +1,37 @@
-"""What every script shares: user mistakes become one line on stderr and a non-zero exit."""
+"""What every script shares with its user: one-line errors for mistakes, and progress on long work.
+
+A mistake in flags, config, paths or files raises a `UserError` (or a subclass); scripts wrapped by
+`user_errors` print it as `error: ...` on stderr and exit with code 2, without a traceback.
+"""
 from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
-
-from .errors import UserError
+from typing import Callable, Iterable, Iterator, TypeVar
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A mistake in flags, config, paths or files; reported without a traceback, exit code 2."""
+
+
+class ConfigError(UserError):
+    """The config file or a --set override is invalid."""
+
+
+class DatasetError(UserError):
+    """Dataset files are missing, unreadable or the requested sizes cannot work."""
+
+
+class CheckpointError(UserError):
+    """A run's file (checkpoint, resume state, record) is missing, damaged, foreign or cannot be written."""
+
+
+class TrainingDiverged(UserError):
+    """The loss stopped being finite; training stops instead of writing a useless model."""
 
 
 def user_errors(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
@@ -31,3 +54,23 @@ def user_errors(main: Callable[[list[str]], None]) -> Callable[[list[str]], None
 def reject_extra_arguments(argv: list[str]) -> None:
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])} (flags take the form --name=value)")
+
+
+def on_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def track(items: Iterable[T], description: str, total: int | None = None, log_every: int = 0) -> Iterator[T]:
+    """Iterate `items` showing progress: a tqdm bar on a terminal, else a plain line every `log_every`
+    items (0: none)."""
+    if total is None and hasattr(items, "__len__"):
+        total = len(items)  # type: ignore[arg-type]
+    if on_terminal():
+        from tqdm import tqdm
+
+        yield from tqdm(items, desc=description, total=total, leave=False, dynamic_ncols=True)
+        return
+    for index, item in enumerate(items):
+        if log_every and index % log_every == 0:
+            print(f"{description} [{index}/{total if total is not None else '?'}]", flush=True)
+        yield item

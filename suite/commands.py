@@ -14,11 +14,10 @@ from typing import Callable
 
 import torch
 
-from .checkpoints import write_output
+from .run_files import write_output
 from .data import undo_normalization
-from .errors import UserError
+from .cli import UserError, track
 from .evaluation import evaluate
-from .progress import track
 from .restore import CheckpointOptions, RestoredRun, folder_runs, read_checkpoint, restore_run
 from .stats import mean_and_std
 

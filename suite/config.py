@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import ConfigError
+from .cli import ConfigError
 
 # PyYAML follows YAML 1.1, where `1e-1` (no dot) is a string; accept it as the float users mean.
 _FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$")
@@ -274,7 +274,7 @@ class TrainSettings:
     def num_classes(self) -> int:
         """The dataset's class count (a config value, kept for the original layout, must agree)."""
         from .datasets import get_spec
-        from .errors import ConfigError
+        from .cli import ConfigError
 
         classes = get_spec(self.dataset_name).num_classes
         stated = self.dataset.get("num_classes")
@@ -299,6 +299,14 @@ class TrainSettings:
     def comparable_json(self) -> dict:
         """`comparable()` as it reads back from results.jsonl or a resume file (tuples become lists)."""
         return json.loads(json.dumps(self.comparable()))
+
+
+def run_seed(run: int) -> int:
+    """The seed of run `run` (1-based, as its files and output lines): the original trained run k with
+    seed k - 1, which seeds its split and every random stream. The one place this is derived."""
+    if run < 1:
+        raise ValueError(f"runs are numbered from 1, got {run}")
+    return run - 1
 
 
 def cell_folder(models_dir: str | Path, dataset: str, modality: str, model: str, train_examples: int) -> Path:

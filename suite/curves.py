@@ -14,9 +14,8 @@ from typing import Callable, TYPE_CHECKING
 
 import numpy as np
 
-from .files import write_output
+from .run_files import write_output, MetricsError, metrics_path, read_metrics
 from .gridspec import Cell
-from .metrics import MetricsError, metrics_path, read_metrics
 
 if TYPE_CHECKING:
     from .report import Collected

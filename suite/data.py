@@ -17,20 +17,21 @@ own generator for each batch (see `BatchTransform`).
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import random
 import sys
 from dataclasses import dataclass, field
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, random_split
 
-from .datasets import DatasetSpec, get_spec, open_images
-from .datasets.formats import gather_images
-from .errors import DatasetError
-from .seeding import seeded_generator
-from .split import split_indices, steps_per_epoch
+from .datasets import DatasetSpec, gather_images, get_spec, open_images
+from .cli import DatasetError
 
 
 @dataclass
@@ -127,8 +128,6 @@ def generator(seed: int, stream: str, device: torch.device) -> torch.Generator:
     """A generator of the named stream of run `seed`, living on `device` (CPU and CUDA streams differ)."""
     if device.type == "cpu":
         return seeded_generator(seed, stream)
-    from .seeding import derive_seed
-
     return torch.Generator(device=device).manual_seed(derive_seed(seed, stream))
 
 
@@ -264,3 +263,68 @@ def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu") 
         batch_size_train=min(config["batch_size_train"], len(train)), batch_size_test=config["batch_size_test"],
         drop_last=drop_last(config), mem_examples=section["mem_examples"],
         generators={stream: generator(seed, stream, device) for stream in TRAINING_STREAMS})
+
+
+# ---- the original's split ----------------------------------------------------------------------------
+def split_indices(n: int, train_examples: int, validation_size: int, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices exactly as the original `split_dataset`: a first split with a fresh
+    generator seeded by `seed` holds out the validation images, a second one (same seed, fresh
+    generator) keeps `train_examples` of the rest. Verified against tests/data/reference_splits.json."""
+    if validation_size >= n:
+        raise DatasetError(f"the dataset has {n} images, not more than its validation split of {validation_size}")
+    rest, validation = random_split(range(n), [n - validation_size, validation_size],
+                                    generator=torch.Generator().manual_seed(seed))
+    kept = min(len(rest), train_examples)
+    train, _ = random_split(rest, [kept, len(rest) - kept], generator=torch.Generator().manual_seed(seed))
+    return [rest.indices[i] for i in train.indices], list(validation.indices)
+
+
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
+    """Training batches per epoch of `n` images, as the original loader's `len`: the training loop and
+    the device-hour estimates (suite/estimate.py) both use this, so they cannot count differently."""
+    return n // batch_size if drop_last else math.ceil(n / batch_size)
+
+
+# ---- seeds and random-number state -------------------------------------------------------------------
+def set_seed(seed: int) -> None:
+    """The original `aux.set_seed`: cudnn deterministic, every global RNG seeded with `seed`."""
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.cuda.manual_seed(seed)
+    random.seed(seed)
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 63-bit seed for a named random stream of a run (memory draws, shuffling...)."""
+    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def seeded_generator(seed: int, stream: str) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, stream))
+
+
+def global_rng_state() -> dict:
+    """Every global RNG state, in types that `torch.load(weights_only=True)` accepts."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+        "python": list(random.getstate()[1]),
+        "python_gauss": random.getstate()[2],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_global_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())  # resume files load with map_location=device
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), position, has_gauss, cached))
+    random.setstate((3, tuple(state["python"]), state["python_gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

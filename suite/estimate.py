@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .config import TrainSettings
-from .data import drop_last, validation_size
+from .data import drop_last, validation_size, steps_per_epoch
 from .datasets import get_spec
-from .split import steps_per_epoch
 
 PROFILE_IMAGES = 128 + 100  # images per step when the profile was measured
 PROFILE_TEST_BATCH = 500

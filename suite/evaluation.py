@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .data import MemorySampler, RunData, generator
-from .progress import track
+from .cli import track
 from .recipe import CrossEntropy
 
 EVALUATION_MEMORY, TEST_ORDER = "evaluation_memory", "test_order"

@@ -21,13 +21,12 @@ import torch
 from torch import Tensor, nn
 
 from .attribution import DEFAULT_METHOD, get_method
-from .data import WHOLE_SPLIT, MemorySampler, ResidentImages, RunData, generator, training_subset
+from .data import WHOLE_SPLIT, MemorySampler, ResidentImages, RunData, generator, training_subset, derive_seed
 from .datasets import DatasetSpec
 from .evaluation import encode_test_set
-from .progress import track
+from .cli import track
 from .restore import ORIGINAL_SPLIT_SEED
-from .seeding import derive_seed
-from .stats import mean_and_std, mean_defined  # noqa: F401  (mean_and_std: re-exported for callers)
+from .stats import mean_and_std, mean_defined
 
 MEMORY_POOLS = ("subset", "full")
 ORIGINAL_MEMORY_SIZE = 100  # explanation_accuracy.py hard-coded its memory batch

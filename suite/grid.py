@@ -29,11 +29,10 @@ from typing import Callable, Collection, Mapping
 
 from submitit.helpers import Checkpointable
 
-from .checkpoints import RunLog
+from .run_files import finished_runs, require_tensorboard, resume_path
 from .config import TrainSettings, settings_difference
-from .errors import ConfigError, UserError
+from .cli import ConfigError, UserError
 from .gridspec import DEFAULT, Cell, Grid
-from .metrics import require_tensorboard
 
 Printer = Callable[[str], None]
 
@@ -47,11 +46,7 @@ class RunTask:
 
     cell: Cell
     settings: TrainSettings
-    run_index: int  # 0-based seed; files and records are numbered run_index + 1
-
-    @property
-    def run(self) -> int:
-        return self.run_index + 1
+    run: int  # 1-based, as its files and records
 
     @property
     def label(self) -> str:
@@ -118,8 +113,8 @@ def plan_runs(grid: Grid, settings: Mapping[Cell, TrainSettings], records: Mappi
                 raise UserError(f"'{cell_settings.output_dir}' holds run {run} trained with other settings "
                                 f"(differs in: {', '.join(changed)}); give the grid another models_dir "
                                 "(overrides: [models_dir=...]) or move those results away")
-        for run_index in range(grid.runs):
-            task = RunTask(cell, cell_settings, run_index)
+        for run in range(1, grid.runs + 1):
+            task = RunTask(cell, cell_settings, run)
             if task.run in finished:
                 done.append((task, finished[task.run]))
             else:
@@ -129,10 +124,6 @@ def plan_runs(grid: Grid, settings: Mapping[Cell, TrainSettings], records: Mappi
     return Plan(grid, todo, done, resumable)
 
 
-def resume_file(folder: Path, run: int) -> Path:
-    return Path(folder) / f"{run}.resume.pt"  # suite.training.resume_path, without importing torch
-
-
 def make_plan(grid: Grid) -> Plan:
     """Every run of the grid, split into finished and to-train from the cell folders' records and
     resume files; refuses results of other settings."""
@@ -140,9 +131,9 @@ def make_plan(grid: Grid) -> Plan:
     settings = {cell: grid.cell_settings(cell, names) for cell in grid.cells()}
     for cell_settings in settings.values():
         require_tensorboard(cell_settings.config)
-    records = {cell: RunLog(s.output_dir).finished() for cell, s in settings.items()}
+    records = {cell: finished_runs(s.output_dir) for cell, s in settings.items()}
     resume_files = {(cell, run) for cell, s in settings.items() for run in range(1, grid.runs + 1)
-                    if resume_file(s.output_dir, run).exists()}
+                    if resume_path(s.output_dir, run).exists()}
     return plan_runs(grid, settings, records, resume_files)
 
 
@@ -150,7 +141,7 @@ def remove_finished_resume_files(plan: Plan) -> None:
     """A resume file of a recorded run is garbage (left by a kill just after the record): remove it.
     Safe at any time: a recorded run is never trained again."""
     for task, _ in plan.done:
-        resume_file(task.folder, task.run).unlink(missing_ok=True)
+        resume_path(task.folder, task.run).unlink(missing_ok=True)
 
 
 def estimate_lines(plan: Plan, profiles: dict) -> list[str]:
@@ -217,11 +208,11 @@ RECORD_FIELDS = ("run", "accuracy", "loss", "train_seconds", "eval_seconds", "de
 
 def execute(task: RunTask, device=None, where: str = "") -> Outcome:
     """Train one run (resuming it if interrupted); never raises for a failed run, only reports it."""
-    from .checkpoints import RunBusy, RunFinished
+    from .run_files import RunBusy, RunFinished
     from .training import train_run
 
     try:
-        result = train_run(task.settings, task.run_index, device, resume=True, skip_finished=True)
+        result = train_run(task.settings, task.run, device, resume=True, skip_finished=True)
     except RunBusy as error:
         return Outcome(task.label, BUSY, str(error), where=where)
     except RunFinished:
@@ -242,7 +233,7 @@ def outcome_line(task: RunTask, outcome: Outcome) -> str:
     suffix = f"  [{outcome.where}]" if outcome.where else ""
     if outcome.status == TRAINED:
         try:
-            finished = RunLog(task.folder).finished()
+            finished = finished_runs(task.folder)
         except UserError:
             finished = {}
         accuracies = [record["accuracy"] for run, record in sorted(finished.items())
@@ -324,10 +315,10 @@ def _start_worker(index: int, device_name: str | None, threads: int, parent_pid:
     try:
         import torch
 
-        from . import progress
+        from . import cli
         from .recipe import resolve_device
 
-        progress.on_terminal = lambda: False  # no progress bars from several processes on one terminal
+        cli.on_terminal = lambda: False  # no progress bars from several processes on one terminal
         torch.set_num_threads(threads)
         device = resolve_device(device_name) if device_name else None
     except Exception as error:  # noqa: BLE001 - every run handed to this worker reports it
@@ -485,7 +476,7 @@ def _job_outcomes(job, tasks: list[RunTask]) -> list[Outcome]:
         outcomes = []
         for task in tasks:  # runs it finished before failing are recorded
             try:
-                finished = task.run in RunLog(task.folder).finished()
+                finished = task.run in finished_runs(task.folder)
             except UserError:
                 finished = False
             outcomes.append(Outcome(task.label, ALREADY_DONE, where=where) if finished

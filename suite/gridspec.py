@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from .config import TOP_LEVEL, TrainSettings, load_config, parse_yaml, read_yaml_file
-from .errors import ConfigError
+from .cli import ConfigError
 
 GRID_KEYS = ("base_config", "datasets", "models", "train_examples", "modalities", "runs", "overrides")
 # Set per cell by the grid; an override of them would silently lose, so it is refused.

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 import architectures
 from .config import TrainSettings
-from .errors import ConfigError
+from .cli import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 
 import architectures
-from .checkpoints import RUN_FILE, load_checkpoint, run_files
+from .run_files import RUN_FILE, load_checkpoint, run_checkpoints
 from .config import TrainSettings, validate
 from .data import RunData, build_run_data
 from .datasets import get_spec, list_datasets
-from .errors import CheckpointError, ConfigError, UserError
+from .cli import CheckpointError, ConfigError, UserError
 from .recipe import build_model, resolve_device
 
 ORIGINAL_SPLIT_SEED = 42  # the split seed of the original eval.py and explanation scripts
@@ -176,7 +176,7 @@ def restore_run(path: str | Path, options: CheckpointOptions = CheckpointOptions
 
 def folder_runs(folder: str | Path, note=print) -> list[tuple[int, Path]]:
     """The `<N>.pt` run files of a folder in numeric order; other `.pt` files are skipped with a note."""
-    runs, others = run_files(Path(folder))
+    runs, others = run_checkpoints(Path(folder))
     for other in others:
         note(f"note: skipping '{other}': not a run checkpoint (<N>.pt)")
     if not runs:

@@ -10,6 +10,7 @@ and are read once per epoch, where a non-finite loss stops the run (TrainingDive
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -21,23 +22,113 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils._pytree import tree_map
 
 import architectures
-from . import compiled
-from .checkpoints import RunFinished, atomic_torch_save, load_torch_file
-from .config import TrainSettings, settings_difference
-from .data import RunData, build_run_data
-from .errors import CheckpointError, TrainingDiverged
+from .run_files import (
+    EpochLog, RunFinished, RunLock, checkpoint_path, epoch_row, finished_runs, load_torch_file, metrics_path,
+    record_files, record_path, remove_leftovers, require_tensorboard, resume_path, resumed_history, run_lock,
+    save_torch_file, write_errors, write_record,
+)
+from .config import TrainSettings, run_seed, settings_difference
+from .data import RunData, build_run_data, global_rng_state, restore_global_rng_state, set_seed
+from .cli import CheckpointError, ConfigError, TrainingDiverged, track
 from .evaluation import Evaluation, evaluate
-from .files import remove_leftovers
-from .locks import RunLock, run_lock
-from .metrics import EpochLog, epoch_row, metrics_path, require_tensorboard, resumed_history
-from .progress import track
-from .records import RunLog, write_record
 from .recipe import build_loss, build_model, build_optimizer, build_scheduler, resolve_device
-from .run_state import RunState
-from .seeding import global_rng_state, restore_global_rng_state, set_seed
 from .stats import mean_and_std
+
+
+# ---- run state ---------------------------------------------------------------------------------------
+STATE_FORMAT = 2  # 1: the first release (DataLoader generator), not resumable by this version
+
+
+@dataclass
+class RunState:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    data: RunData  # its generators: batch order, flips, memory draws
+    epoch: int = 0  # finished epochs
+    train_seconds: float = 0.0
+
+    KEYS = ("format", "epoch", "train_seconds", "model", "optimizer", "scheduler", "scaler", "data", "rng")
+
+    def state_dict(self) -> dict:
+        state = {"format": STATE_FORMAT, "epoch": self.epoch, "train_seconds": self.train_seconds,
+                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "data": self.data.state_dict(), "rng": global_rng_state()}
+        assert tuple(state) == self.KEYS
+        return state
+
+    def load_state_dict(self, state: dict, where: str) -> None:
+        if state.get("format") != STATE_FORMAT or any(key not in state for key in self.KEYS):
+            raise CheckpointError(f"'{where}' was written by another version of the suite and cannot be resumed; "
+                                  "delete it to restart that run, or use --overwrite")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.data.load_state_dict(state["data"])
+        restore_global_rng_state(state["rng"])
+        self.epoch, self.train_seconds = state["epoch"], state["train_seconds"]
+
+
+# ---- compiled models (config compile: true) ----------------------------------------------------------
+COMPILE_BACKEND = "inductor"  # tests swap in a counting backend
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
+_COMPILED: dict[tuple, architectures.MemoryWrapNet] = {}
+_CHECKED: set[str] = set()
+
+
+def check_compile_works(device: torch.device, mode: str) -> None:
+    """Compile and run a one-line function once per process and device type: a missing C compiler
+    (CPU backend) or Triton (GPU) then stops the run before training, in one line."""
+    if device.type in _CHECKED or COMPILE_BACKEND != "inductor":
+        return
+    try:
+        probe = torch.compile(lambda x: x * 2 + 1, backend=COMPILE_BACKEND, mode=None if mode == "default" else mode)
+        probe(torch.ones(4, device=device))
+    except Exception as error:  # noqa: BLE001 - any failure of the toolchain means: cannot compile here
+        first = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:200]
+        raise ConfigError(f"compile: true, but torch.compile does not work on {device.type} here "
+                          f"({error.__class__.__name__}: {first}); set compile: false") from None
+    _CHECKED.add(device.type)
+
+
+def compiled_model(fresh: architectures.MemoryWrapNet, key: tuple, device: torch.device,
+                   mode: str) -> architectures.MemoryWrapNet:
+    """The process's compiled model for `key`, holding `fresh`'s weights (and buffers)."""
+    full_key = key + (str(device), mode, COMPILE_BACKEND if isinstance(COMPILE_BACKEND, str) else id(COMPILE_BACKEND))
+    cached = _COMPILED.get(full_key)
+    if cached is None:
+        check_compile_works(device, mode)
+        options = {} if mode == "default" else {"mode": mode}
+        keep = _copied_outputs if mode in CUDA_GRAPH_MODES else (lambda function: function)
+        fresh.forward_encoder = keep(torch.compile(fresh.forward_encoder, backend=COMPILE_BACKEND, **options))
+        fresh.classify = keep(torch.compile(fresh.classify, backend=COMPILE_BACKEND, **options))
+        _COMPILED[full_key] = fresh
+        return fresh
+    cached.load_state_dict(fresh.state_dict())
+    cached.train()
+    return cached
+
+
+def _copied_outputs(function):
+    """CUDA graphs (reduce-overhead) write every replay's outputs into the same memory, so an output
+    kept across calls (the test encodings collected batch by batch) would be overwritten by the next
+    batch's: each call's outputs are copied out (autograd follows the copy)."""
+    @functools.wraps(function)
+    def call(*args, **kwargs):
+        return tree_map(lambda value: value.clone() if isinstance(value, torch.Tensor) else value,
+                        function(*args, **kwargs))
+
+    return call
+
+
+def model_key(model_name: str, modality: str, num_classes: int, options: dict, channels_last: bool) -> tuple:
+    return model_name, modality, num_classes, json.dumps(options, sort_keys=True), channels_last
 
 
 @dataclass(frozen=True)
@@ -87,10 +178,6 @@ class RunResult:
     evaluation: Evaluation
 
 
-def resume_path(folder: Path, run: int) -> Path:
-    return Path(folder) / f"{run}.resume.pt"
-
-
 def library_versions() -> dict:
     import entmax
     import torchvision
@@ -111,30 +198,46 @@ def check_same_settings(saved: dict, settings: TrainSettings, where: Path) -> No
                               "use another models_dir or --overwrite")
 
 
-def prepare_model(settings: TrainSettings, device: torch.device) -> architectures.MemoryWrapNet:
-    """The run's freshly initialised model on `device` (the global RNG must be seeded first);
-    with `compile`, the process's compiled model holding these weights."""
-    model = build_model(settings).to(device)
+@dataclass
+class Prepared:
+    """What a run needs before it writes anything: its data and its freshly initialised model."""
+
+    data: RunData
+    model: architectures.MemoryWrapNet
+
+
+def preflight(settings: TrainSettings, run: int, device: torch.device) -> Prepared:
+    """Every check a run makes before writing anything, in one place: the config against the dataset
+    (class count), TensorBoard, the compile toolchain, the model options (the model is built here,
+    once, right after the run's seed is set, as the original did), the dataset files, the memory size."""
+    settings.num_classes  # a config that contradicts the dataset fails here
+    require_tensorboard(settings.config)
     config = settings.config
+    if config["compile"]:
+        check_compile_works(device, config["compile_mode"])
+    set_seed(run_seed(run))
+    model = build_model(settings).to(device)  # bad model_options fail here, before the dataset is read
+    data = build_run_data(config, run_seed(run), device)
+    if settings.modality != "std":
+        data.training_memory()  # a memory larger than the subset: the one-line DatasetError
     if config["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
-    if not config["compile"]:
-        return model
-    key = compiled.model_key(settings.model, settings.modality, settings.num_classes, config["model_options"],
-                             config["channels_last"])
-    return compiled.compiled_model(model, key, device, config["compile_mode"])
+    if config["compile"]:
+        key = model_key(settings.model, settings.modality, settings.num_classes, config["model_options"],
+                        config["channels_last"])
+        model = compiled_model(model, key, device, config["compile_mode"])
+    return Prepared(data, model)
 
 
-def init_or_resume(settings: TrainSettings, data: RunData, device: torch.device, state_file: Path,
+def init_or_resume(settings: TrainSettings, prepared: Prepared, device: torch.device, state_file: Path,
                    resume: bool) -> tuple[RunState, list[dict]]:
-    """Seed, build the recipe and, when a resume file exists, continue from it; also returns the
-    metrics rows of the epochs it holds."""
-    set_seed(data.seed)
-    model = prepare_model(settings, device)
+    """The run's optimiser, schedule and scaler, continued from the resume file when there is one;
+    also returns the metrics rows of the epochs it holds."""
+    model = prepared.model
     optimizer = build_optimizer(model, settings.config["optimizer"], device)
     use_amp = settings.config["amp"] and device.type == "cuda"
     state = RunState(model, optimizer, build_scheduler(optimizer, settings),
-                     torch.amp.GradScaler("cuda", enabled=use_amp), data)
+                     torch.amp.GradScaler("cuda", enabled=use_amp), prepared.data)
     history: list[dict] = []
     if resume and state_file.exists():
         saved = load_torch_file(state_file, map_location=device)
@@ -162,8 +265,7 @@ def periodic_test_accuracy(state: RunState, settings: TrainSettings, epoch: int)
 
 
 def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run: int, log_every: int,
-                 callbacks: list[EpochCallback], epoch_log: EpochLog | None = None,
-                 lock: RunLock | None = None) -> None:
+                 callbacks: list[EpochCallback], epoch_log: EpochLog, lock: RunLock | None = None) -> None:
     """Epochs from the state's to the last; after each: divergence check, the metrics row, the resume
     file (which also holds the rows, so that a resumed CSV has every epoch once), callbacks."""
     criterion = build_loss(settings)
@@ -172,7 +274,7 @@ def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run
         started = time.perf_counter()
         learning_rate = state.optimizer.param_groups[0]["lr"]
         loss_sum, correct, steps, seen = train_epoch(state, criterion, use_amp,
-                                               f"Run {run} | epoch {epoch + 1}/{settings.num_epochs}", log_every)
+                                                     f"Run {run} | epoch {epoch + 1}/{settings.num_epochs}", log_every)
         loss = float(loss_sum) / max(steps, 1)  # the epoch's one read from the device
         if not math.isfinite(loss):
             raise TrainingDiverged(f"the training loss became {loss} in run {run}, epoch {epoch + 1}; "
@@ -183,31 +285,18 @@ def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run
         stats = EpochStats(epoch + 1, learning_rate, loss, 100.0 * int(correct) / max(seen, 1), seconds)
         if lock is not None:
             lock.check()  # never write over the files of a process that took the run over
-        history = []
-        if epoch_log is not None:
-            epoch_log.append(epoch_row(stats.epoch, stats.learning_rate, stats.loss, stats.accuracy, stats.seconds,
-                                       periodic_test_accuracy(state, settings, stats.epoch)))
-            history = epoch_log.history
-        save_run_file(state_file, {"settings": settings.comparable_json(), "state": state.state_dict(),
-                                   "epochs": history})
+        epoch_log.append(epoch_row(stats.epoch, stats.learning_rate, stats.loss, stats.accuracy, stats.seconds,
+                                   periodic_test_accuracy(state, settings, stats.epoch)))
+        save_torch_file({"settings": settings.comparable_json(), "state": state.state_dict(),
+                         "epochs": epoch_log.history}, state_file)
         for callback in callbacks:
             callback(stats, state)
 
 
-def save_run_file(path: Path, content: dict) -> None:
-    """atomic_torch_save with a one-line error: a full disk or a lost mount leaves the previous file
-    (the run resumes from it)."""
-    try:
-        atomic_torch_save(content, path)
-    except OSError as error:
-        raise CheckpointError(f"cannot write '{path}': {error.strerror or error}; the previous file is intact: "
-                              "free space (or fix the mount) and run again to resume") from None
-
-
-def run_record(settings: TrainSettings, state: RunState, evaluation: Evaluation, run_index: int,
+def run_record(settings: TrainSettings, state: RunState, evaluation: Evaluation, run: int,
                eval_seconds: float) -> dict:
     return {
-        "run": run_index + 1, "seed": run_index, "accuracy": evaluation.accuracy, "loss": evaluation.loss,
+        "run": run, "seed": run_seed(run), "accuracy": evaluation.accuracy, "loss": evaluation.loss,
         "pass_accuracies": list(evaluation.pass_accuracies), "train_seconds": round(state.train_seconds, 3),
         "eval_seconds": round(eval_seconds, 3), "device": str(state.data.device), "versions": library_versions(),
         "model": settings.model, "modality": settings.modality, "dataset": settings.dataset_name,
@@ -217,31 +306,20 @@ def run_record(settings: TrainSettings, state: RunState, evaluation: Evaluation,
     }
 
 
-def save_checkpoint(settings: TrainSettings, state: RunState, evaluation: Evaluation, run_index: int) -> None:
+def save_checkpoint(settings: TrainSettings, state: RunState, evaluation: Evaluation, run: int) -> None:
     """`<run>.pt` with the original keys, plus run, seed, accuracy and the full config."""
-    save_run_file(settings.output_dir / f"{run_index + 1}.pt", {
+    save_torch_file({
         "model_state_dict": state.model.state_dict(), "train_examples": settings.train_examples,
         "mem_examples": settings.mem_examples, "model_name": settings.model,
         "num_classes": settings.num_classes, "modality": settings.modality,
-        "dataset_name": settings.dataset_name, "run": run_index + 1, "seed": run_index,
+        "dataset_name": settings.dataset_name, "run": run, "seed": run_seed(run),
         "accuracy": evaluation.accuracy, "config": settings.config,
-    })
+    }, checkpoint_path(settings.output_dir, run))
 
 
-def record_run(folder: Path, record: dict) -> None:
-    """`<run>.json`, written once (atomic); a full disk is a one-line error and the run stays resumable."""
-    try:
-        write_record(folder, record)
-    except OSError as error:
-        raise CheckpointError(f"cannot write the record of run {record['run']} in '{folder}': "
-                              f"{error.strerror or error}; free space and run again (the run resumes and is "
-                              "evaluated again)") from None
-
-
-def train_run(settings: TrainSettings, run_index: int, device: torch.device | None = None,
-              resume: bool = True, log_every: int = 0, skip_finished: bool = False,
-              epoch_callbacks: list[EpochCallback] = ()) -> RunResult:
-    """Train run `run_index` (0-based; seed = run_index, files named run_index + 1), evaluate, record.
+def train_run(settings: TrainSettings, run: int, device: torch.device | None = None, resume: bool = True,
+              log_every: int = 0, skip_finished: bool = False, epoch_callbacks: list[EpochCallback] = ()) -> RunResult:
+    """Train run `run` (1-based; its seed is `run_seed(run)`), evaluate, record.
 
     Raises RunBusy if another process holds the run's lock and, with `skip_finished`, RunFinished if
     the run is already recorded (checked under the lock: concurrent workers never train a run twice).
@@ -249,46 +327,32 @@ def train_run(settings: TrainSettings, run_index: int, device: torch.device | No
     Writes `<run>.metrics.csv` as it trains, then `<run>.pt` (if `save`) and the record `<run>.json`.
     """
     device = device or resolve_device(settings.config["device"])
-    folder, run = settings.output_dir, run_index + 1
-    settings.num_classes  # a config that contradicts the dataset fails here, before anything is written
-    require_tensorboard(settings.config)
-    with torch.device("meta"):
-        build_model(settings)  # bad model_options fail here, allocating nothing
-    if settings.config["compile"]:  # a missing toolchain fails before any write
-        compiled.check_compile_works(device, settings.config["compile_mode"])
-    data = build_run_data(settings.config, run_index, device)  # a missing dataset fails before any write
-    if settings.modality != "std" and settings.mem_examples > len(data.train):
-        data.training_memory()  # raises the one-line DatasetError
+    folder = settings.output_dir
+    prepared = preflight(settings, run, device)
     with run_lock(folder, run) as lock:
         remove_leftovers(folder)  # temporary files of writes killed earlier
-        finished = RunLog(folder).finished()
+        finished = finished_runs(folder)
         for done in finished:  # left by a kill between a run's record and the removal of its resume file
             resume_path(folder, done).unlink(missing_ok=True)
         if skip_finished and run in finished:
             raise RunFinished(f"run {run} in '{folder}' is already finished")
         state_file = resume_path(folder, run)
-        state, history = init_or_resume(settings, data, device, state_file, resume)
-        epoch_log = open_epoch_log(folder, run, history, settings.config["tensorboard"])
+        state, history = init_or_resume(settings, prepared, device, state_file, resume)
+        with write_errors(metrics_path(folder, run)):
+            epoch_log = EpochLog(folder, run, history, settings.config["tensorboard"])
         try:
             train_epochs(state, settings, state_file, run, log_every, list(epoch_callbacks), epoch_log, lock)
         finally:
             epoch_log.close()
         eval_started = time.perf_counter()
-        evaluation = evaluate(state.model, data, settings.config["eval_passes"])
-        record = run_record(settings, state, evaluation, run_index, time.perf_counter() - eval_started)
+        evaluation = evaluate(state.model, state.data, settings.config["eval_passes"])
+        record = run_record(settings, state, evaluation, run, time.perf_counter() - eval_started)
         lock.check()
         if settings.config["save"]:
-            save_checkpoint(settings, state, evaluation, run_index)
-        record_run(folder, record)
+            save_checkpoint(settings, state, evaluation, run)
+        write_record(folder, record)
         state_file.unlink(missing_ok=True)
         return RunResult(record, evaluation)
-
-
-def open_epoch_log(folder: Path, run: int, history: list[dict], tensorboard: bool) -> EpochLog:
-    try:
-        return EpochLog(folder, run, history, tensorboard)
-    except OSError as error:
-        raise CheckpointError(f"cannot write '{metrics_path(folder, run)}': {error.strerror or error}") from None
 
 
 # ---- all runs of a cell (train.py) ----------------------------------------------------------
@@ -307,22 +371,22 @@ def summary_line(accuracies: list[float]) -> str:
 
 def prepare_folder(settings: TrainSettings, continue_train: bool, overwrite: bool) -> dict[int, dict]:
     """Finished runs to keep; refuses to mix with earlier results unless asked to resume or overwrite."""
-    folder, log = settings.output_dir, RunLog(settings.output_dir)
+    folder = settings.output_dir
     leftovers = sorted(folder.glob("*.resume.pt"))
     if overwrite:
-        log.clear()
-        for path in leftovers + [p for p in folder.glob("*.pt") if p.stem.isdigit()] + list(folder.glob("*.metrics.csv")):
+        for path in (leftovers + list(record_files(folder).values()) + [p for p in folder.glob("*.pt") if p.stem.isdigit()]
+                     + list(folder.glob("*.metrics.csv"))):
             path.unlink()
         if (folder / "tensorboard").is_dir():
             shutil.rmtree(folder / "tensorboard")
         return {}
-    sources = log.sources()
-    if (sources or leftovers) and not continue_train:
+    finished = finished_runs(folder)
+    if (finished or leftovers) and not continue_train:
         raise CheckpointError(f"'{folder}' already holds runs of this cell; pass --continue_train to resume them "
                               "or --overwrite to start again")
-    for record, where in sources.values():
-        check_same_settings(record["settings"], settings, where)
-    return {run: record for run, (record, _) in sources.items()}
+    for run, record in finished.items():
+        check_same_settings(record["settings"], settings, record_path(folder, run))
+    return finished
 
 
 def train_cell(settings: TrainSettings, continue_train: bool = False, overwrite: bool = False,
@@ -335,10 +399,10 @@ def train_cell(settings: TrainSettings, continue_train: bool = False, overwrite:
     if continue_train:
         out("Restarting training process\n")
     accuracies: list[float] = []
-    for run_index in range(settings.config["runs"]):
-        record = finished.get(run_index + 1)
+    for run in range(1, settings.config["runs"] + 1):
+        record = finished.get(run)
         if record is None:
-            record = train_run(settings, run_index, device, resume=continue_train, log_every=log_every).record
+            record = train_run(settings, run, device, resume=continue_train, log_every=log_every).record
         accuracies.append(record["accuracy"])
         out(run_line(record, accuracies))
     out(summary_line(accuracies))

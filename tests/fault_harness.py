@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from suite import files
+from suite import run_files
 from suite.grid import SubmititRun, make_plan
 from suite.gridspec import load_grid
 
@@ -75,7 +75,7 @@ def write_kind(path: str) -> str:
 
 def _die_at_write(kind: str, number: int, log: Path | None) -> None:
     """SIGKILL this process half-way through its `number`-th write of `kind` (a checkpoint, a record...)."""
-    original, count = files._write_all, [0]
+    original, count = run_files._write_all, [0]
 
     def write(handle: int, data: bytes) -> None:
         path = os.readlink(f"/proc/self/fd/{handle}")
@@ -89,7 +89,7 @@ def _die_at_write(kind: str, number: int, log: Path | None) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
         original(handle, data)
 
-    files._write_all = write
+    run_files._write_all = write
 
 
 def _fork(*args, **kwargs) -> int:

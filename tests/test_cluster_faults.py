@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from suite.checkpoints import RunLog
-from suite.metrics import metrics_path, read_metrics
-from suite.records import RESULTS_FILE, record_files
+from suite.run_files import finished_runs, metrics_path, read_metrics, record_files
 from test_grid import write_tiny_grid
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,11 +37,10 @@ def grid_files(models: Path, runs: int, epochs: int) -> dict[tuple[str, int], tu
     found = {}
     for folder in cell_folders(models):
         assert sorted(record_files(folder)) == list(range(1, runs + 1)), folder
-        assert not (folder / RESULTS_FILE).exists()
         names = sorted(p.name for p in folder.iterdir())
         assert names == sorted(f"{r}.{kind}" for r in range(1, runs + 1) for kind in ("json", "pt", "metrics.csv")), \
             f"{folder} holds {names}"  # no temporary file, lock or resume file left
-        for run, record in RunLog(folder).finished().items():
+        for run, record in finished_runs(folder).items():
             text = metrics_path(folder, run).read_text()
             assert text.endswith("\n") and len(text.splitlines()) == 1 + epochs, text  # no torn or repeated line
             rows = read_metrics(metrics_path(folder, run))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from suite.config import TrainSettings, load_config, parse_yaml
-from suite.errors import ConfigError
+from suite.cli import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_unreadable_config_files(tmp_path):
 def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):
     import torch
 
-    from suite.errors import ConfigError
+    from suite.cli import ConfigError
     from suite.recipe import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")

@@ -15,8 +15,8 @@ import torch
 
 import datasets
 from conftest import run_script, tiny_config, write_config
-from suite import compiled
-from suite.checkpoints import RunLog, load_checkpoint
+from suite import training
+from suite.run_files import finished_runs, load_checkpoint
 from suite.config import TrainSettings, validate
 from suite.restore import CheckpointOptions, restore_run
 from suite.evaluation import evaluate
@@ -63,13 +63,13 @@ def test_cuda_run_with_amp_resumes_to_the_same_numbers(tmp_path, tiny_dataset_di
             raise _Killed
 
     whole_settings = _settings(tmp_path / "whole", tiny_dataset_dir, modality)
-    whole = train_run(whole_settings, 0, epoch_callbacks=[keep("whole")]).record
+    whole = train_run(whole_settings, 1, epoch_callbacks=[keep("whole")]).record
     killed = _settings(tmp_path / "killed", tiny_dataset_dir, modality)
     with pytest.raises(_Killed):
-        train_run(killed, 0, epoch_callbacks=[kill])
+        train_run(killed, 1, epoch_callbacks=[kill])
     saved = torch.load(killed.output_dir / "1.resume.pt", map_location="cpu", weights_only=True)
     assert saved["state"]["scaler"]["scale"] > 0  # AMP was on: the scaler's state is part of the resume file
-    resumed = train_run(killed, 0, resume=True, epoch_callbacks=[keep("resumed")]).record
+    resumed = train_run(killed, 1, resume=True, epoch_callbacks=[keep("resumed")]).record
     assert whole["device"] == resumed["device"] == GPU
     assert at_end["resumed"] == at_end["whole"]
     assert resumed["loss"] == pytest.approx(whole["loss"], rel=1e-5)
@@ -82,7 +82,7 @@ def test_cuda_run_with_amp_resumes_to_the_same_numbers(tmp_path, tiny_dataset_di
 def test_a_gpu_run_evaluates_again_to_its_record(tmp_path, tiny_dataset_dir):
     """A run's evaluation on the GPU repeats exactly when evaluated again on the GPU."""
     settings = _settings(tmp_path, tiny_dataset_dir, CIFAR10=dict(SECTION, num_epochs=1))
-    record = train_run(settings, 0).record
+    record = train_run(settings, 1).record
     restored = restore_run(settings.output_dir / "1.pt", CheckpointOptions(device=GPU))
     again = evaluate(restored.model, restored.data, len(record["pass_accuracies"]))
     assert list(again.pass_accuracies) == record["pass_accuracies"] and again.loss == pytest.approx(record["loss"])
@@ -111,7 +111,7 @@ def test_eval_dir_on_the_gpu_prints_what_train_py_printed(gpu_cell, tmp_path):
     trained = dict(re.findall(r"^Run:(\d+) \| Loss:\S+ \| Accuracy (\S+) \|", outputs["encoder_memory"], re.M))
     evaluated = dict(re.findall(r"^Run:(\d+) \| Accuracy (\S+) \|", result.stdout, re.M))
     assert trained and evaluated == trained
-    records = RunLog(folder).finished()
+    records = finished_runs(folder)
     for entry in json.loads(out.read_text())["runs"]:
         assert entry["pass_accuracies"] == records[entry["run"]]["pass_accuracies"]
         assert records[entry["run"]]["device"] == GPU
@@ -127,7 +127,7 @@ def test_a_gpu_checkpoint_evaluates_on_the_cpu(gpu_cell, tmp_path):
     assert next(restored.model.parameters()).device.type == "cpu"
     assert all(torch.equal(saved[k], v) for k, v in restored.model.state_dict().items())
     on_cpu = evaluate(restored.model, restored.data, 1)
-    assert on_cpu.accuracy == pytest.approx(RunLog(folder).finished()[1]["accuracy"], abs=2.0)
+    assert on_cpu.accuracy == pytest.approx(finished_runs(folder)[1]["accuracy"], abs=2.0)
     result = run_script("eval.py", f"--path_model={cells / 'encoder_memory/shufflenet/100/1.pt'}", "--device=cpu",
                         cwd=tmp_path)
     assert result.returncode == 0 and "Accuracy" in result.stdout, result.stderr[-3000:]
@@ -136,7 +136,7 @@ def test_a_gpu_checkpoint_evaluates_on_the_cpu(gpu_cell, tmp_path):
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_compiled_cuda_run_lands_where_eager_lands(tmp_path, tiny_dataset_dir, monkeypatch, mode):
     """torch.compile with AMP on the GPU (inductor; reduce-overhead adds CUDA graphs), tiny ViT."""
-    monkeypatch.setattr(compiled, "_MODELS", {})
+    monkeypatch.setattr(training, "_COMPILED", {})
     torch._dynamo.reset()
 
     def vit(name: str, **extra) -> TrainSettings:
@@ -147,15 +147,15 @@ def test_compiled_cuda_run_lands_where_eager_lands(tmp_path, tiny_dataset_dir, m
 
     fast = vit("compiled", compile=True, compile_mode=mode)
     eager = vit("eager")
-    for run_index in (0, 1):  # the second run reuses the process's compiled model
-        got, expected = train_run(fast, run_index).record, train_run(eager, run_index).record
+    for run in (1, 2):  # the second run reuses the process's compiled model
+        got, expected = train_run(fast, run).record, train_run(eager, run).record
         assert got["loss"] == pytest.approx(expected["loss"], rel=1e-2)
         assert got["pass_accuracies"] == pytest.approx(expected["pass_accuracies"], abs=6.0)  # 3 images of 50
 
 
 def test_channels_last_on_the_gpu_lands_where_the_default_layout_lands(tmp_path, tiny_dataset_dir):
-    plain = train_run(_settings(tmp_path / "plain", tiny_dataset_dir), 0).record
-    last = train_run(_settings(tmp_path / "last", tiny_dataset_dir, channels_last=True), 0).record
+    plain = train_run(_settings(tmp_path / "plain", tiny_dataset_dir), 1).record
+    last = train_run(_settings(tmp_path / "last", tiny_dataset_dir, channels_last=True), 1).record
     assert last["loss"] == pytest.approx(plain["loss"], rel=1e-2)
     assert last["pass_accuracies"] == pytest.approx(plain["pass_accuracies"], abs=6.0)
 

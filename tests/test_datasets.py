@@ -19,8 +19,9 @@ import tiny_data
 from conftest import tiny_config
 from suite.config import NORMALIZATIONS, validate
 from suite.data import BatchTransform, MemorySampler, ResidentImages, batch_transform, build_run_data
-from suite.datasets import formats
-from suite.errors import DatasetError
+from suite.datasets import cifar10, cinic10, digits, svhn
+from suite.datasets.registry import gather_images
+from suite.cli import DatasetError
 
 DATA = Path(__file__).parent / "data"
 
@@ -50,7 +51,7 @@ def test_full_data_sizes_follow_the_validation_split():
 # ---- readers ------------------------------------------------------------------------------------
 def test_cifar_reader_returns_the_written_images(tmp_path):
     tiny_data.write_cifar10(tmp_path, per_batch=12, test=7)
-    train, test = formats.read_cifar10(tmp_path, True), formats.read_cifar10(tmp_path, False)
+    train, test = cifar10.read_cifar10(tmp_path, True), cifar10.read_cifar10(tmp_path, False)
     assert len(train) == 60 and len(test) == 7
     images, labels = tiny_data.patterned_images(12, 0)  # data_batch_1 uses seed 0
     image, label = train[3]
@@ -72,7 +73,7 @@ def test_cifar_reader_refuses_a_malicious_pickle(tmp_path):
     with open(folder / "data_batch_2", "wb") as handle:
         pickle.dump({"data": _Exploit(marker), "labels": [0]}, handle)
     with pytest.raises(DatasetError, match="refusing to load"):
-        formats.read_cifar10(tmp_path, True)
+        cifar10.read_cifar10(tmp_path, True)
     assert not marker.exists()
 
 
@@ -81,12 +82,12 @@ def test_cifar_reader_reports_a_truncated_batch(tmp_path):
     content = (folder / "test_batch").read_bytes()
     (folder / "test_batch").write_bytes(content[: len(content) // 2])
     with pytest.raises(DatasetError, match="truncated or corrupted"):
-        formats.read_cifar10(tmp_path, False)
+        cifar10.read_cifar10(tmp_path, False)
 
 
 def test_svhn_reader_maps_label_ten_to_zero_and_keeps_pixels(tmp_path):
     tiny_data.write_svhn(tmp_path, train=30, test=10)
-    train = formats.read_svhn(tmp_path / "train_32x32.mat")
+    train = svhn.read_svhn(tmp_path / "train_32x32.mat")
     images, labels = tiny_data.patterned_images(30, 10)
     assert len(train) == 30 and torch.equal(train.labels, torch.from_numpy(labels))
     assert 0 in train.labels.tolist() and 10 not in train.labels.tolist()
@@ -96,12 +97,12 @@ def test_svhn_reader_maps_label_ten_to_zero_and_keeps_pixels(tmp_path):
 def test_svhn_reader_rejects_a_foreign_file(tmp_path):
     (tmp_path / "train_32x32.mat").write_bytes(b"not a mat file at all")
     with pytest.raises(DatasetError, match="not a readable SVHN"):
-        formats.read_svhn(tmp_path / "train_32x32.mat")
+        svhn.read_svhn(tmp_path / "train_32x32.mat")
 
 
 def test_cinic_reader_orders_classes_alphabetically(tmp_path):
     tiny_data.write_cinic10(tmp_path, per_class=2)
-    test = formats.ImageFolderImages(tmp_path / "CINIC10" / "test")
+    test = cinic10.ImageFolderImages(tmp_path / "CINIC10" / "test")
     assert test.classes == sorted(tiny_data.CIFAR_CLASSES) and len(test) == 20
     path, label = test.samples[0]
     image, read_label = test[0]
@@ -111,23 +112,23 @@ def test_cinic_reader_orders_classes_alphabetically(tmp_path):
 
 def test_cinic_images_are_decoded_once_per_process_and_gathered_in_the_order_asked(tmp_path, monkeypatch):
     tiny_data.write_cinic10(tmp_path, per_class=2)
-    test = formats.ImageFolderImages(tmp_path / "CINIC10" / "test")
+    test = cinic10.ImageFolderImages(tmp_path / "CINIC10" / "test")
     decoded = []
-    read = formats.ImageFolderImages.__getitem__
-    monkeypatch.setattr(formats.ImageFolderImages, "__getitem__", lambda self, i: decoded.append(i) or read(self, i))
-    images, labels = formats.gather_images(test, [7, 3, 7, 12])
+    read = cinic10.ImageFolderImages.__getitem__
+    monkeypatch.setattr(cinic10.ImageFolderImages, "__getitem__", lambda self, i: decoded.append(i) or read(self, i))
+    images, labels = gather_images(test, [7, 3, 7, 12])
     assert sorted(decoded) == [3, 7, 12]  # each image once, even when asked twice
     for position, index in enumerate([7, 3, 7, 12]):
         path, label = test.samples[index]
         assert int(labels[position]) == label
         assert torch.equal(images[position], torch.from_numpy(np.array(Image.open(path))).permute(2, 0, 1))
-    again, _ = formats.gather_images(test, range(20))  # a later run: only the images not decoded yet
+    again, _ = gather_images(test, range(20))  # a later run: only the images not decoded yet
     assert sorted(decoded) == sorted([3, 7, 12] + [i for i in range(20) if i not in (3, 7, 12)])
     assert torch.equal(again[[7, 3, 12]], images[[0, 1, 3]])
 
 
 def test_embedded_digits_are_real_and_normalised_by_their_own_statistics():
-    train, test = formats.read_digits(True), formats.read_digits(False)
+    train, test = digits.read_digits(True), digits.read_digits(False)
     assert (len(train), len(test)) == (1297, 500)
     assert train.images.shape == (1297, 3, 32, 32) and train.images.dtype == torch.uint8
     assert sorted(set(test.labels.tolist())) == list(range(10))

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from suite.config import TrainSettings, load_config
-from suite.datasets import get_spec
-from suite.datasets import registry as dataset_registry
+from suite.datasets import get_spec, registry as dataset_registry
 from suite.estimate import estimate, run_seconds
 
 REPO = Path(__file__).resolve().parents[1]

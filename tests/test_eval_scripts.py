@@ -12,11 +12,11 @@ import torch
 
 from conftest import run_script
 from suite import commands
-from suite.checkpoints import RunLog, load_checkpoint
-from suite.errors import CheckpointError, DatasetError, UserError
+from suite.run_files import finished_runs, load_checkpoint
+from suite.cli import CheckpointError, DatasetError, UserError
 from suite.evaluation import plain_evaluate
 from suite.restore import CheckpointOptions, folder_runs, restore_run, seed_from_name
-from suite.split import split_indices
+from suite.data import split_indices
 
 CPU = CheckpointOptions(device="cpu")
 from trained_runs import trained_runs
@@ -28,7 +28,7 @@ def runs(tmp_path_factory, tiny_dataset_dir):
 
 
 def _records(folder: Path) -> dict[int, dict]:
-    return RunLog(folder).finished()
+    return finished_runs(folder)
 
 
 def _one_line_error(result, start: str) -> None:

@@ -17,14 +17,13 @@ import torch.nn.functional as F
 
 from architectures import EncoderMemoryWrapLayer, MemoryWrapLayer
 from conftest import run_script
-from suite.errors import UserError
+from suite.cli import UserError
 from suite.journal import quality_commands
 from suite.journal.cfproto import CFProtoOptions
-from suite.journal.counterfactual_quality import CounterfactualSettings
+from suite.journal.counterfactual_quality import CounterfactualSettings, memory_counterfactuals, score_rows
 from suite.journal.autoencoders import (
     AutoencoderRecipe, autoencoder_folder, load_run_autoencoders, mean_squared_error, train_run_autoencoders,
 )
-from suite.journal.counterfactual_quality import memory_counterfactuals, score_rows
 from suite.journal.example_quality import (
     NO_EXAMPLE, ExampleQuality, choose_and_score, example_quality_run, first_candidate, rank_by_distance,
     rank_randomly,
@@ -376,7 +375,7 @@ PINNED_STREAMS = {
 
 
 def test_the_seed_of_every_random_stream_is_pinned():
-    from suite.seeding import derive_seed
+    from suite.data import derive_seed
 
     assert {name: derive_seed(3, name) for name in PINNED_STREAMS} == PINNED_STREAMS
     assert derive_seed(0, "evaluation_memory") == 225461881036783635
@@ -388,12 +387,12 @@ def test_every_stream_the_scripts_draw_from_is_a_pinned_one(runs, cell, tmp_path
     class: autoencoder_init_<class>, autoencoder_order_<class>), each through the one derivation."""
     import sys
 
-    from suite import commands, seeding
+    from suite import commands, data
     from suite.journal.majority_vote_eval import majority_vote_folder
     from suite.training import train_run
     from trained_runs import vit_config
 
-    names, derive = [], seeding.derive_seed
+    names, derive = [], data.derive_seed
 
     def spy(seed: int, stream: str) -> int:
         names.append(stream)
@@ -407,7 +406,7 @@ def test_every_stream_the_scripts_draw_from_is_a_pinned_one(runs, cell, tmp_path
     from suite.datasets import list_datasets
 
     settings = TrainSettings(validate(raw, list_datasets()), "encoder_memory")
-    train_run(settings, 0)
+    train_run(settings, 1)
     folder, options, quiet = settings.output_dir, CheckpointOptions(device="cpu", batch_size_test=10), lambda _: None
     commands.explanation_accuracy(str(folder), options, passes=1, json_path="", out=quiet)
     majority_vote_folder(str(folder), options, passes=1, json_path="", out=quiet)

@@ -15,7 +15,7 @@ import datasets
 from architectures import MemoryWrapNet
 from conftest import run_script
 from suite import commands, explain, figures
-from suite.errors import UserError
+from suite.cli import UserError
 from suite.data import MemorySampler
 from suite.explain import ExplanationCounts, ModelExplanation, count_explanations, select_memories
 from suite.restore import CheckpointOptions, restore_run
@@ -58,7 +58,7 @@ def test_every_path_classifies_with_the_labels_of_the_memory_it_encodes(runs, tm
     raw = vit_config(tmp_path, runs.dataset_dir, "std", runs=1)
     raw["CIFAR10"]["num_epochs"] = 1
     settings = TrainSettings(validate(raw, datasets.list_datasets()), modality)
-    train_run(settings, 0)
+    train_run(settings, 1)
     draws: list[tuple[torch.Tensor, torch.Tensor]] = []
     draw = MemorySampler.draw
 

@@ -15,13 +15,11 @@ from conftest import REPO, run_script
 from torch import Tensor, nn
 
 import architectures
-from architectures import MemoryWrapNet
-from architectures import registry as model_registry
+from architectures import MemoryWrapNet, base as model_registry
 from suite import attribution, commands
 from suite.config import TrainSettings, validate
-from suite.datasets import DatasetSpec, list_datasets
-from suite.datasets import registry as dataset_registry
-from suite.datasets.formats import TensorImages
+from suite.datasets import DatasetSpec, list_datasets, registry as dataset_registry
+from suite.datasets import TensorImages
 from suite.evaluation import evaluate
 from suite.restore import CheckpointOptions, restore_run
 from suite.training import train_run
@@ -89,7 +87,7 @@ def test_a_new_encoder_dataset_and_attribution_go_through_the_whole_pipeline(ext
            "optimizer": {"name": "sgd", "learning_rate": 0.05, "momentum": 0.9}}
     settings = TrainSettings(validate(raw, list_datasets()), "encoder_memory")  # no STRIPES section: defaults
     assert settings.num_classes == 3 and settings.num_epochs == 4 and settings.mem_examples == 12
-    record = train_run(settings, 0).record
+    record = train_run(settings, 1).record
     assert record["train_subset_size"] == 80 and record["accuracy"] > 60.0  # 3 classes: chance is 33 %
 
     restored = restore_run(settings.output_dir / "1.pt", CheckpointOptions(device="cpu"))
@@ -108,11 +106,11 @@ def test_a_new_encoder_dataset_and_attribution_go_through_the_whole_pipeline(ext
 
 # ---- the same three as files dropped into a copy of the repository --------------------------------------
 ENCODER_FILE = ("from __future__ import annotations\n\nimport torch\nfrom torch import Tensor, nn\n\n"
-                "from .base import MemoryWrapNet\nfrom .registry import register_model\n\n\n"
+                "from .base import MemoryWrapNet, register_model\n\n\n"
                 + inspect.getsource(TinyConvNet) + "\n\n@register_model(\"tiny_conv\", display_name=\"TinyConv\")\n"
                 + inspect.getsource(tiny_conv_net))
 DATASET_FILE = ("from __future__ import annotations\n\nimport torch\n\n"
-                "from .formats import TensorImages\nfrom .registry import DatasetSpec, register_dataset\n\n\n"
+                "from .registry import DatasetSpec, TensorImages, register_dataset\n\n\n"
                 + inspect.getsource(open_stripes)
                 + "\n\nregister_dataset(DatasetSpec(\"STRIPES\", (\"top\", \"middle\", \"bottom\"), (0.3, 0.3, 0.3), "
                   "(0.3, 0.3, 0.3), validation_size=10, flip=True, drop_last=True, shuffle_test=False, "

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import yaml
 
-from suite.checkpoints import RunLog
-from suite.errors import ConfigError, UserError
+from suite.run_files import finished_runs, write_record
+from suite.cli import ConfigError, UserError
 from suite.grid import dry_run_lines, make_plan
 from suite.gridspec import Cell, load_grid
 
@@ -62,12 +62,11 @@ def write_tiny_grid(folder: Path, name: str = "tiny", epochs: int = 1, models=("
 
 def read_results(models_dir: Path) -> dict[tuple[str, int], dict]:
     """(cell folder relative to models_dir, run) -> record, from the per-run record files."""
-    from suite.records import RESULTS_FILE, record_folders
+    from suite.run_files import record_folders
 
     records = {}
     for folder in record_folders(models_dir):
-        assert not (folder / RESULTS_FILE).exists(), "the shared results.jsonl is not written any more"
-        for record in RunLog(folder).read():
+        for record in finished_runs(folder).values():
             records[(str(folder.relative_to(models_dir)), record["run"])] = record
     return records
 
@@ -134,27 +133,7 @@ def test_unknown_names_and_bad_overrides_stop_before_any_work(tmp_path):
         make_plan(load_grid(path))
     assert not (tmp_path / "models").exists()
     result = grid_cli(f"--grid={path}", "reprot", cwd=tmp_path)
-    assert result.returncode == 2 and "the subcommands are 'report' and 'migrate'" in result.stderr
-
-
-def test_migrate_writes_record_files_and_a_refused_rename_is_one_line(tmp_path):
-    from suite.records import RESULTS_FILE, record_path
-
-    path = write_tiny_grid(tmp_path, models=("shufflenet",), sizes=(40,), modalities=("std",))
-    folder = tmp_path / "models" / "DIGITS" / "std" / "shufflenet" / "40"
-    folder.mkdir(parents=True)
-    (folder / RESULTS_FILE).write_text(json.dumps({"run": 1, "accuracy": 50.0}) + "\n")
-    (folder / (RESULTS_FILE + ".migrated")).mkdir()  # the rename's target cannot be replaced
-    result = grid_cli(f"--grid={path}", "migrate", cwd=tmp_path)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith(f"error: cannot migrate '{folder / RESULTS_FILE}': ")
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert json.loads(record_path(folder, 1).read_text())["accuracy"] == 50.0  # kept: a rerun finishes the job
-    (folder / (RESULTS_FILE + ".migrated")).rmdir()
-    result = grid_cli(f"--grid={path}", "migrate", cwd=tmp_path)
-    assert result.returncode == 0 and result.stdout == (
-        f"{folder}: 0 record(s) written, {RESULTS_FILE} renamed to {RESULTS_FILE}.migrated\n")
-    assert RunLog(folder).finished() == {1: {"run": 1, "accuracy": 50.0}}
+    assert result.returncode == 2 and "the subcommand is 'report'" in result.stderr
 
 
 def test_table1_grid_is_the_papers_full_grid(monkeypatch):
@@ -187,7 +166,7 @@ def test_plan_splits_runs_by_their_records_and_resume_files(tmp_path):
     assert [(task.cell, task.run) for task, _ in plan.done] == [(a, 1), (a, 3)]
     assert [(task.cell, task.run) for task in plan.todo] == [(a, 2), (b, 1), (b, 2), (b, 3)]
     assert plan.resumable == {f"{a.label} run 2", f"{b.label} run 1"}  # a finished run's resume file is not
-    assert [task.run_index for task in plan.todo] == [1, 0, 1, 2] and plan.total == 6
+    assert [task.run for task in plan.todo] == [2, 1, 2, 3] and plan.total == 6
     other = {"settings": dict(settings[b].comparable_json(), eval_passes=9)}
     for run in (1, 3):  # the first and the last run of the grid alike
         with pytest.raises(UserError, match=rf"'{settings[b].output_dir}' holds run {run} trained with other "
@@ -214,12 +193,12 @@ def test_workers_share_gpus_round_robin():
 
 # ---- one run: busy and finished runs are skipped, under the lock -------------------------------------
 def test_execute_skips_a_locked_run_and_never_retrains_a_finished_one(tmp_path):
-    from suite.checkpoints import run_lock
+    from suite.run_files import run_lock
     from suite.grid import ALREADY_DONE, BUSY, TRAINED, RunTask, execute
 
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",)))
     cell = Cell("DIGITS", "vit", 40, "encoder_memory")
-    task = RunTask(cell, grid.cell_settings(cell), 0)
+    task = RunTask(cell, grid.cell_settings(cell), 1)
     with run_lock(task.folder, task.run):  # another process (here: this one) trains it
         assert execute(task).status == BUSY
     assert not (task.folder / "1.json").exists()
@@ -434,8 +413,8 @@ def test_report_numbers_are_the_results_computed_by_hand(local_grid):
     markdown = (folder / "report" / "table1.md").read_text()
     assert len(rows) == 12 and report.stdout.startswith(markdown)
     for row in rows:
-        accuracies = [record["accuracy"] for record in RunLog(folder / "models" / "DIGITS" / row["modality"]
-                                                              / row["model"] / row["train_examples"]).read()]
+        accuracies = [record["accuracy"] for record in list(finished_runs(folder / "models" / "DIGITS" / row["modality"]
+                                                              / row["model"] / row["train_examples"]).values())]
         mean = sum(accuracies) / len(accuracies)
         std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies))  # population std
         assert (int(row["n"]), int(row["runs"])) == (2, 2)
@@ -459,9 +438,7 @@ def _fake_record(settings: dict, cell: Cell, run: int, accuracy: float, subset: 
 def _write_records(models: Path, records: list[dict]) -> None:
     for record in records:
         folder = models / record["dataset"] / record["modality"] / record["model"] / str(record["train_examples"])
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / "results.jsonl", "a") as stream:
-            stream.write(json.dumps(record) + "\n")
+        write_record(folder, record)
 
 
 @pytest.fixture
@@ -535,7 +512,7 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
 
 
 def _write_metrics(folder: Path, run: int, losses: list[float], tests: list[float | None]) -> None:
-    from suite.metrics import csv_text, epoch_row
+    from suite.run_files import csv_text, epoch_row
 
     rows = [epoch_row(e, 0.1, loss, 10.0 * e, 1.0, test) for e, (loss, test) in enumerate(zip(losses, tests), 1)]
     (folder / f"{run}.metrics.csv").write_text(csv_text(rows))
@@ -573,7 +550,7 @@ def test_training_curves_are_mean_and_std_over_the_counted_runs(paper_grid):
 
 def test_report_names_encoders_and_variants_from_the_registries(paper_grid, monkeypatch):
     """A new encoder or head brings its display name; the report needs no edit (issue 10)."""
-    from architectures import registry
+    from architectures import base as registry
     from suite.report import encoder_name, variant_name
 
     monkeypatch.setitem(registry._DISPLAY_NAMES, "mobilenet", "A new name")

@@ -19,18 +19,17 @@ import torch
 import yaml
 
 from conftest import REPO
-from suite.checkpoints import RunLog
+from suite.run_files import finished_runs, write_record
 from suite.config import TrainSettings, cell_folder, load_config
 from suite.data import build_run_data
-from suite.errors import UserError
+from suite.cli import UserError
 from suite.evaluation import evaluate
 from suite.gridspec import Cell, load_grid
 from suite.journal.comparison import MAJORITY_VOTE_FILE
 from suite.journal.majority_vote_eval import majority_vote_folder, vote_evaluation
 from suite.recipe import build_loss, build_model, build_optimizer, build_scheduler
 from suite.restore import CheckpointOptions
-from suite.run_state import RunState
-from suite.training import train_epoch, train_run
+from suite.training import RunState, train_epoch, train_run
 from test_grid import TINY_VIT, grid_cli, grid_env, write_tiny_grid
 
 QUICKSTART = REPO / "config" / "quickstart.yaml"
@@ -105,11 +104,11 @@ def test_matching_run_resumes_to_the_same_numbers(tmp_path):
     overrides = ("model=vit", *(f"model_options.{k}={v}" for k, v in TINY_VIT.items()), "train_examples=40",
                  "batch_size_train=20", "DIGITS.mem_examples=8", "DIGITS.num_epochs=2", "eval_passes=2",
                  "batch_size_test=250")
-    whole = train_run(digits_settings(tmp_path / "whole", "matching", *overrides), 0).record
+    whole = train_run(digits_settings(tmp_path / "whole", "matching", *overrides), 1).record
     killed = digits_settings(tmp_path / "killed", "matching", *overrides)
     with pytest.raises(Killed):
-        train_run(killed, 0, epoch_callbacks=[kill_after_first])
-    resumed = train_run(killed, 0, resume=True).record
+        train_run(killed, 1, epoch_callbacks=[kill_after_first])
+    resumed = train_run(killed, 1, resume=True).record
     assert resumed["pass_accuracies"] == whole["pass_accuracies"] and resumed["loss"] == whole["loss"]
     assert whole["modality"] == "matching" and 0 < whole["train_seconds"] and len(whole["pass_accuracies"]) == 2
 
@@ -237,7 +236,7 @@ def journal_grid(tmp_path_factory):
 
 
 def _records(folder: Path, modality: str) -> list[dict]:
-    return RunLog(_cell(folder, modality)).read()
+    return list(finished_runs(_cell(folder, modality)).values())
 
 
 @pytest.mark.slow
@@ -298,7 +297,7 @@ def test_grid_report_writes_the_comparison_computed_by_hand(journal_grid):
 def test_majority_vote_refuses_std_models(tmp_path):
     settings = digits_settings(tmp_path, "std", "model=vit", *(f"model_options.{k}={v}" for k, v in TINY_VIT.items()),
                                "train_examples=40", "batch_size_train=40")
-    train_run(settings, 0)
+    train_run(settings, 1)
     with pytest.raises(UserError, match="std model"):
         majority_vote_folder(str(settings.output_dir), CPU, out=lambda _: None)
     assert not (settings.output_dir / MAJORITY_VOTE_FILE).exists()
@@ -312,9 +311,7 @@ def _fake_run(settings: dict, cell: Cell, run: int, accuracy: float) -> dict:
 
 
 def _append(folder: Path, record: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "results.jsonl", "a") as stream:
-        stream.write(json.dumps(record) + "\n")
+    write_record(folder, record)
 
 
 def test_comparison_table_numbers_are_the_given_records_by_hand(tmp_path):

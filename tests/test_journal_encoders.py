@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures import display_name, get_model, registry, shufflenet, wide_resnet
+from architectures import base as registry, display_name, get_model, shufflenet, wide_resnet
 from architectures.base import LinearHead
 
 MODALITIES = ("std", "memory", "encoder_memory")

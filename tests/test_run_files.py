@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from suite import files, locks
-from suite.checkpoints import RunLog, load_checkpoint, load_torch_file
+from suite import run_files
+from suite.run_files import (
+    COLUMNS, MetricsError, finished_runs, host_name, load_checkpoint, load_torch_file, metrics_path, read_metrics,
+    record_path, start_token, write_record,
+)
 from suite.config import TrainSettings, load_config
-from suite.errors import CheckpointError, ConfigError
-from suite.metrics import COLUMNS, MetricsError, metrics_path, read_metrics
-from suite.owners import host_name, start_token
-from suite.records import RESULTS_FILE, migrate_results, record_path
+from suite.cli import CheckpointError, ConfigError
 from suite.training import train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,13 +64,13 @@ def leftovers(folder: Path) -> list[str]:
 def reference(tmp_path_factory):
     """One uninterrupted run without eval_every: its record, metrics rows and weights."""
     settings = tiny_settings(tmp_path_factory.mktemp("reference"))
-    result = train_run(settings, 0)
+    result = train_run(settings, 1)
     return result.record, read_metrics(metrics_path(settings.output_dir, 1)), settings.output_dir / "1.pt"
 
 
 # ---- locks --------------------------------------------------------------------------------------
 def _write_lock(folder: Path, run: int, host: str, pid: int, start: str | None = None, age: float = 0.0) -> Path:
-    path = locks.lock_path(folder, run)
+    path = run_files.lock_path(folder, run)
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"host": host, "pid": pid, "start": start, "token": "theirs", "since": time.time()}))
     if age:
@@ -85,43 +85,43 @@ def _dead_pid() -> int:
 
 
 def test_lock_keeps_out_a_live_owner_and_breaks_a_dead_one_at_once(tmp_path):
-    with locks.run_lock(tmp_path, 1) as held:
+    with run_files.run_lock(tmp_path, 1) as held:
         owner = json.loads((tmp_path / "1.lock").read_text())
         assert (owner["host"], owner["pid"], owner["start"]) == (host_name(), os.getpid(), start_token(os.getpid()))
-        with pytest.raises(locks.RunBusy, match=rf"run 1 in '{tmp_path}' is being trained by another process "
+        with pytest.raises(run_files.RunBusy, match=rf"run 1 in '{tmp_path}' is being trained by another process "
                                                 rf"\(host {host_name()}, pid {os.getpid()}, since "):
-            locks.acquire(tmp_path, 1)
+            run_files.acquire(tmp_path, 1)
         held.check()
     assert not (tmp_path / "1.lock").exists()
     # This host: a dead owner, or a live pid that is another process (reused pid), is broken at once.
     for pid, start in ((_dead_pid(), None), (os.getppid(), "not its start")):
         _write_lock(tmp_path, 2, host_name(), pid, start)
-        lock = locks.acquire(tmp_path, 2)
+        lock = run_files.acquire(tmp_path, 2)
         assert json.loads((tmp_path / "2.lock").read_text())["pid"] == os.getpid()
         lock.release()
     assert leftovers(tmp_path) == []
 
 
 def test_lock_of_another_node_is_broken_only_when_its_heartbeat_is_stale(tmp_path):
-    _write_lock(tmp_path, 1, "node-elsewhere", os.getpid(), age=locks.STALE_SECONDS - 60)  # 9 minutes quiet
-    with pytest.raises(locks.RunBusy, match="host node-elsewhere"):
-        locks.acquire(tmp_path, 1)
-    _write_lock(tmp_path, 1, "node-elsewhere", os.getpid(), age=locks.STALE_SECONDS + 60)  # 11 minutes
-    locks.acquire(tmp_path, 1).release()
+    _write_lock(tmp_path, 1, "node-elsewhere", os.getpid(), age=run_files.STALE_SECONDS - 60)  # 9 minutes quiet
+    with pytest.raises(run_files.RunBusy, match="host node-elsewhere"):
+        run_files.acquire(tmp_path, 1)
+    _write_lock(tmp_path, 1, "node-elsewhere", os.getpid(), age=run_files.STALE_SECONDS + 60)  # 11 minutes
+    run_files.acquire(tmp_path, 1).release()
     (tmp_path / "3.lock").write_text("")  # not a lock of ours: judged by its age alone
-    with pytest.raises(locks.RunBusy, match="lock file unreadable: taken as abandoned 10 minutes after its last"):
-        locks.acquire(tmp_path, 3)
+    with pytest.raises(run_files.RunBusy, match="lock file unreadable: taken as abandoned 10 minutes after its last"):
+        run_files.acquire(tmp_path, 3)
 
 
 def test_heartbeat_keeps_the_lock_fresh_and_a_lost_lock_stops_its_owner(tmp_path):
-    lock = locks.acquire(tmp_path, 1, heartbeat=0.05)
+    lock = run_files.acquire(tmp_path, 1, heartbeat=0.05)
     os.utime(lock.path, (0, 0))
     deadline = time.time() + 10
     while lock.path.stat().st_mtime < time.time() - 60 and time.time() < deadline:
         time.sleep(0.02)
     assert lock.path.stat().st_mtime > time.time() - 60, "the heartbeat did not touch the lock"
     _write_lock(tmp_path, 1, "node-elsewhere", 1)  # another node took it over (this one was taken for dead)
-    with pytest.raises(locks.LockLost, match="taken over by another process"):
+    with pytest.raises(run_files.LockLost, match="taken over by another process"):
         lock.check()
     lock.release()
     assert json.loads(lock.path.read_text())["host"] == "node-elsewhere"  # the new owner's lock is left alone
@@ -131,13 +131,13 @@ def test_heartbeat_keeps_the_lock_fresh_and_a_lost_lock_stops_its_owner(tmp_path
 def test_a_lock_belongs_to_its_token_not_to_a_pid(tmp_path, host):
     """A lock taken over by a process with this very pid and start (on another node, or a pid reused
     on this one) is not this process's: check() stops, the heartbeat leaves it alone, release keeps it."""
-    lock = locks.acquire(tmp_path, 1, heartbeat=3600)
+    lock = run_files.acquire(tmp_path, 1, heartbeat=3600)
     ours = json.loads(lock.path.read_text())
     theirs = dict(ours, host=host_name() if host == "this host" else host, token="another token")
     lock.path.write_text(json.dumps(theirs))
     os.utime(lock.path, (1000, 1000))
     assert not lock.held()
-    with pytest.raises(locks.LockLost, match="taken over by another process"):
+    with pytest.raises(run_files.LockLost, match="taken over by another process"):
         lock.check()
     lock.refresh()
     assert lock.path.stat().st_mtime == 1000  # not touched by our heartbeat
@@ -146,7 +146,7 @@ def test_a_lock_belongs_to_its_token_not_to_a_pid(tmp_path, host):
 
 
 def test_breaking_a_stale_lock_puts_back_one_renewed_meanwhile(tmp_path, monkeypatch):
-    path = _write_lock(tmp_path, 1, "node-elsewhere", 1, age=locks.STALE_SECONDS * 2)
+    path = _write_lock(tmp_path, 1, "node-elsewhere", 1, age=run_files.STALE_SECONDS * 2)
     rename = os.rename
 
     def renewed_first(source, target):  # between the judgement and the rename, a new owner appears
@@ -156,8 +156,8 @@ def test_breaking_a_stale_lock_puts_back_one_renewed_meanwhile(tmp_path, monkeyp
         rename(source, target)
 
     monkeypatch.setattr(os, "rename", renewed_first)
-    with pytest.raises(locks.RunBusy, match="host node-new"):
-        locks.acquire(tmp_path, 1)
+    with pytest.raises(run_files.RunBusy, match="host node-new"):
+        run_files.acquire(tmp_path, 1)
     assert json.loads(path.read_text())["host"] == "node-new" and leftovers(tmp_path) == ["1.lock"]
 
 
@@ -168,18 +168,18 @@ def test_a_link_reported_as_failed_but_made_on_the_server_takes_the_lock(tmp_pat
         link(source, target)
         raise FileExistsError(errno.EEXIST, "File exists", str(target))
 
-    monkeypatch.setattr(locks.os, "link", retried_on_nfs)
-    lock = locks.acquire(tmp_path, 1)
+    monkeypatch.setattr(run_files.os, "link", retried_on_nfs)
+    lock = run_files.acquire(tmp_path, 1)
     assert lock.held() and json.loads(lock.path.read_text())["token"] == lock.owner.token
     lock.release()
     assert leftovers(tmp_path) == []
 
 
 def test_breaking_a_stale_lock_late_leaves_the_lock_of_whoever_broke_it_first(tmp_path):
-    path = _write_lock(tmp_path, 1, host_name(), _dead_pid(), age=locks.STALE_SECONDS * 2)
+    path = _write_lock(tmp_path, 1, host_name(), _dead_pid(), age=run_files.STALE_SECONDS * 2)
     judged = path.stat()  # a first acquirer judges the lock stale here, then pauses before breaking it
-    second = locks.acquire(tmp_path, 1)  # a second one breaks it and takes the run meanwhile
-    locks._break(path, judged)  # the first one resumes: it must not break the second one's fresh lock
+    second = run_files.acquire(tmp_path, 1)  # a second one breaks it and takes the run meanwhile
+    run_files._break(path, judged)  # the first one resumes: it must not break the second one's fresh lock
     assert second.held()
     second.release()
     assert leftovers(tmp_path) == []
@@ -190,7 +190,7 @@ def test_a_file_system_without_links_or_writes_gives_one_line(tmp_path, monkeypa
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
-    locks.acquire(tmp_path, 1).release()  # no hard links: O_CREAT|O_EXCL does it
+    run_files.acquire(tmp_path, 1).release()  # no hard links: O_CREAT|O_EXCL does it
     real_open = os.open
 
     def refusing(path, *args, **kwargs):
@@ -199,8 +199,8 @@ def test_a_file_system_without_links_or_writes_gives_one_line(tmp_path, monkeypa
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refusing)
-    with pytest.raises(locks.LockError) as error:
-        locks.acquire(tmp_path, 1)
+    with pytest.raises(run_files.LockError) as error:
+        run_files.acquire(tmp_path, 1)
     message = str(error.value)
     assert "\n" not in message and f"cannot lock run 1 in '{tmp_path}': Read-only file system" in message
     assert "set models_dir to such a folder" in message
@@ -208,7 +208,7 @@ def test_a_file_system_without_links_or_writes_gives_one_line(tmp_path, monkeypa
 
 # ---- leftovers ------------------------------------------------------------------------------------
 def test_only_temporary_files_of_dead_writers_are_removed(tmp_path):
-    here, old = host_name(), time.time() - 2 * files.STALE_SECONDS
+    here, old = host_name(), time.time() - 2 * run_files.STALE_SECONDS
     names = {
         f".1.pt.{here}~{_dead_pid()}~ab12.tmp": True,  # this host, writer dead: at once
         f".1.json.{here}~{os.getpid()}~ab12.tmp": False,  # this host, writer alive
@@ -222,53 +222,20 @@ def test_only_temporary_files_of_dead_writers_are_removed(tmp_path):
         (tmp_path / name).write_text("x")
     for name in (".3.pt.node-b~12~ab12.tmp", ".4.pt.x7_k2q.tmp"):
         os.utime(tmp_path / name, (old, old))
-    removed = files.remove_leftovers(tmp_path)
+    removed = run_files.remove_leftovers(tmp_path)
     assert sorted(p.name for p in removed) == sorted(name for name, gone in names.items() if gone)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(name for name, gone in names.items() if not gone)
 
 
 # ---- records --------------------------------------------------------------------------------------
-def test_records_are_one_file_per_run_and_former_logs_still_count(tmp_path):
-    legacy = [{"run": 1, "accuracy": 50.0}, {"run": 2, "accuracy": 60.0}]
-    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in legacy))
-    record_path(tmp_path, 2).write_text(json.dumps({"run": 2, "accuracy": 61.0}))  # a per-run file wins
-    record_path(tmp_path, 3).write_text(json.dumps({"run": 3, "accuracy": 70.0}))
-    log = RunLog(tmp_path)
-    assert log.finished() == {1: legacy[0], 2: {"run": 2, "accuracy": 61.0}, 3: {"run": 3, "accuracy": 70.0}}
-    assert [path.name for _, path in log.sources().values()] == [RESULTS_FILE, "2.json", "3.json"]
-    assert migrate_results(tmp_path) == 1  # run 1 only: 2 and 3 have their file
-    assert not (tmp_path / RESULTS_FILE).exists() and (tmp_path / (RESULTS_FILE + ".migrated")).exists()
-    assert RunLog(tmp_path).finished() == log.finished()
-
-
-def test_migrating_a_run_logged_twice_keeps_the_record_that_counted(tmp_path):
-    legacy = [{"run": 1, "accuracy": 50.0}, {"run": 2, "accuracy": 60.0}, {"run": 1, "accuracy": 55.0}]
-    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in legacy))
-    before = RunLog(tmp_path).finished()
-    assert before[1] == legacy[2]  # the later line of a run is the one read
-    assert migrate_results(tmp_path) == 2
-    assert RunLog(tmp_path).finished() == before
-
-
-def test_a_results_file_migrated_while_it_is_read_counts_as_its_record_files(tmp_path, monkeypatch):
-    from suite import records
-
-    legacy = [{"run": 1, "accuracy": 50.0}, {"run": 2, "accuracy": 60.0}]
-    (tmp_path / RESULTS_FILE).write_text("".join(json.dumps(r) + "\n" for r in legacy))
-    read_legacy = records.read_legacy_results
-
-    def migrated_meanwhile(path):  # `grid.py migrate` in another process: record files, then the rename
-        for record in legacy:
-            records.write_record(tmp_path, record)
-        path.rename(path.with_name(RESULTS_FILE + ".migrated"))
-        return read_legacy(path)
-
-    monkeypatch.setattr(records, "read_legacy_results", migrated_meanwhile)
-    assert RunLog(tmp_path).finished() == {1: legacy[0], 2: legacy[1]}
-    (tmp_path / (RESULTS_FILE + ".migrated")).rename(tmp_path / RESULTS_FILE)
-    problems: list[str] = []
-    assert records.read_sources(tmp_path, problems) == {r["run"]: (r, record_path(tmp_path, r["run"])) for r in legacy}
-    assert problems == []
+def test_records_are_one_file_per_run_read_in_run_order(tmp_path):
+    for run, accuracy in ((10, 70.0), (2, 61.0), (1, 50.0)):
+        write_record(tmp_path, {"run": run, "accuracy": accuracy})
+    (tmp_path / "results.jsonl").write_text(json.dumps({"run": 3, "accuracy": 1.0}) + "\n")  # not a record file
+    assert finished_runs(tmp_path) == {1: {"run": 1, "accuracy": 50.0}, 2: {"run": 2, "accuracy": 61.0},
+                                       10: {"run": 10, "accuracy": 70.0}}
+    assert json.loads(record_path(tmp_path, 2).read_text()) == {"run": 2, "accuracy": 61.0}
+    assert leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("content, problem", [("{\"run\": 3, \"accu", "is not valid JSON"),
@@ -279,7 +246,7 @@ def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, content, problem
     record_path(folder, 1).write_text(json.dumps({"run": 1, "accuracy": 1.0}))
     record_path(folder, 3).write_text(content)
     with pytest.raises(CheckpointError) as error:
-        RunLog(folder).finished()
+        finished_runs(folder)
     message = str(error.value)
     assert problem in message and str(record_path(folder, 3)) in message and "\n" not in message
     assert "delete it to train run 3 again" in message
@@ -289,10 +256,10 @@ def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, content, problem
 def test_eval_every_logs_test_accuracy_without_changing_the_training(tmp_path):
     # AutoAugment draws from the global RNG: an evaluation that touched it would change the training.
     plain = tiny_settings(tmp_path / "plain", "encoder_memory", "autoaugment=true")
-    record, checkpoint = train_run(plain, 0).record, plain.output_dir / "1.pt"
+    record, checkpoint = train_run(plain, 1).record, plain.output_dir / "1.pt"
     rows = read_metrics(metrics_path(plain.output_dir, 1))
     settings = tiny_settings(tmp_path / "evaluated", "encoder_memory", "autoaugment=true", "eval_every=1")
-    evaluated = train_run(settings, 0).record
+    evaluated = train_run(settings, 1).record
     for key in ("accuracy", "loss", "pass_accuracies", "train_indices_sha256"):
         assert evaluated[key] == record[key], key
     before, after = load_checkpoint(checkpoint)["model_state_dict"], load_checkpoint(settings.output_dir / "1.pt")
@@ -313,7 +280,7 @@ def test_a_resumed_run_has_every_epoch_once_in_its_metrics(tmp_path, reference):
     record, rows, _ = reference
     settings = tiny_settings(tmp_path)
     with pytest.raises(Killed):
-        train_run(settings, 0, epoch_callbacks=[kill_after(2)])
+        train_run(settings, 1, epoch_callbacks=[kill_after(2)])
     path = metrics_path(settings.output_dir, 1)
     assert [row["epoch"] for row in read_metrics(path)] == [1, 2]
     # A kill after epoch 3's row but before its resume file, and a later half-written line:
@@ -321,7 +288,7 @@ def test_a_resumed_run_has_every_epoch_once_in_its_metrics(tmp_path, reference):
         stream.write("3,0.01,9.9,50.0,1.0,\n4,0.0")
     with pytest.raises(MetricsError, match=f"metrics file '{path}' ends in a truncated line; delete it"):
         read_metrics(path)
-    resumed = train_run(settings, 0).record
+    resumed = train_run(settings, 1).record
     assert (resumed["accuracy"], resumed["loss"]) == (record["accuracy"], record["loss"])
     assert without_seconds(read_metrics(path)) == without_seconds(rows)
     assert len(path.read_text().splitlines()) == 1 + EPOCHS
@@ -348,19 +315,19 @@ def test_tensorboard_events_are_the_csv_and_a_resume_purges_the_lost_epoch(tmp_p
     import suite.training
 
     settings = tiny_settings(tmp_path, "memory", "tensorboard=true", "eval_every=2")
-    save, calls = suite.training.save_run_file, []
+    save, calls = suite.training.save_torch_file, []
 
-    def lost_at_epoch_2(path, content):  # epoch 2's events are written, then the process dies
+    def lost_at_epoch_2(content, path):  # epoch 2's events are written, then the process dies
         calls.append(path)
         if len(calls) == 2:
             raise Killed
-        save(path, content)
+        save(content, path)
 
-    monkeypatch.setattr(suite.training, "save_run_file", lost_at_epoch_2)
+    monkeypatch.setattr(suite.training, "save_torch_file", lost_at_epoch_2)
     with pytest.raises(Killed):
-        train_run(settings, 0)
-    monkeypatch.setattr(suite.training, "save_run_file", save)
-    train_run(settings, 0)
+        train_run(settings, 1)
+    monkeypatch.setattr(suite.training, "save_torch_file", save)
+    train_run(settings, 1)
     rows = read_metrics(metrics_path(settings.output_dir, 1))
     events = EventAccumulator(str(settings.output_dir / "tensorboard" / "1"))
     events.Reload()
@@ -379,7 +346,7 @@ def test_an_epoch_whose_values_are_zero_is_on_record_at_every_stage(tmp_path, te
     """0 is a value, not a missing one: the ViT recipe's first warm-up epoch has learning rate 0, and a run
     can sit at 0 % training accuracy. CSV, reading back, training curves and TensorBoard keep it."""
     from suite.curves import curve
-    from suite.metrics import EpochLog
+    from suite.run_files import EpochLog
 
     if tensorboard:
         pytest.importorskip("tensorboard")
@@ -409,7 +376,7 @@ def test_the_vit_recipes_first_warm_up_epoch_is_logged_with_learning_rate_zero(t
     settings = tiny_settings(tmp_path, "std", "optimizer.name=adam", "optimizer.learning_rate=0.001",
                              "optimizer.warmup_epochs=2",
                              "DIGITS.lr_schedule=warmup_cosine")
-    train_run(settings, 0)
+    train_run(settings, 1)
     rows = read_metrics(metrics_path(settings.output_dir, 1))
     assert [row["learning_rate"] for row in rows][:2] == [0.0, pytest.approx(0.0005)]
 
@@ -423,7 +390,7 @@ def test_tensorboard_asked_without_the_package_is_one_line(tmp_path, monkeypatch
     settings = tiny_settings(tmp_path, "std", "tensorboard=true")
     with pytest.raises(ConfigError, match="^config key 'tensorboard' is true but the tensorboard package is not "
                                           "installed; pip install tensorboard, or set tensorboard: false$"):
-        train_run(settings, 0)
+        train_run(settings, 1)
     assert not settings.output_dir.exists()
 
 
@@ -433,7 +400,7 @@ def test_a_full_disk_during_a_write_is_one_line_and_the_run_resumes(tmp_path, mo
     record, rows, _ = reference
     settings = tiny_settings(tmp_path)
     folder = settings.output_dir
-    write, writes = files._write_all, []
+    write, writes = run_files._write_all, []
 
     def disk_full(handle: int, data: bytes) -> None:
         if os.path.basename(os.readlink(f"/proc/self/fd/{handle}")).startswith(f".{target}."):
@@ -443,17 +410,17 @@ def test_a_full_disk_during_a_write_is_one_line_and_the_run_resumes(tmp_path, mo
             raise OSError(errno.ENOSPC, "No space left on device")
         write(handle, data)
 
-    monkeypatch.setattr(files, "_write_all", disk_full)
+    monkeypatch.setattr(run_files, "_write_all", disk_full)
     with pytest.raises(CheckpointError) as error:
-        train_run(settings, 0)
+        train_run(settings, 1)
     message = str(error.value)
     assert "No space left on device" in message and str(folder) in message and "\n" not in message
     assert leftovers(folder) == []  # no temporary file, no lock
     saved = load_torch_file(folder / "1.resume.pt")  # the previous resume file, intact
     assert saved["state"]["epoch"] == (1 if target == "1.resume.pt" else EPOCHS)
     assert not record_path(folder, 1).exists() and (folder / "1.pt").exists() == (target == "1.json")
-    monkeypatch.setattr(files, "_write_all", write)
-    resumed = train_run(settings, 0).record
+    monkeypatch.setattr(run_files, "_write_all", write)
+    resumed = train_run(settings, 1).record
     assert (resumed["accuracy"], resumed["loss"]) == (record["accuracy"], record["loss"])
     assert without_seconds(read_metrics(metrics_path(folder, 1))) == without_seconds(rows)
     assert sorted(p.name for p in folder.iterdir()) == ["1.json", "1.metrics.csv", "1.pt"]

@@ -25,11 +25,13 @@ import datasets
 from conftest import tiny_config
 from suite import explain
 from suite.config import TrainSettings, validate
-from suite.data import TRAINING_STREAMS, BatchTransform, MemorySampler, ResidentImages, RunData, batch_transform, generator
+from suite.data import (
+    TRAINING_STREAMS, BatchTransform, MemorySampler, ResidentImages, RunData, batch_transform, generator,
+    split_indices,
+)
 from suite.evaluation import EVALUATION_MEMORY, TEST_ORDER, evaluate
 from suite.journal import majority_vote_eval
-from suite.metrics import metrics_path, read_metrics
-from suite.split import split_indices
+from suite.run_files import metrics_path, read_metrics
 from suite.training import train_run
 from trained_runs import CHANCE, trained_runs
 
@@ -291,7 +293,7 @@ def spied_run(tmp_path_factory, tiny_dataset_dir):
 
     original_draw_indices = MemorySampler.draw_indices
     original_epoch = training.train_epoch
-    original_prepare = training.prepare_model
+    original_build = training.build_model
     original_loss = recipe.CrossEntropy.forward
 
     def draw_indices(self):
@@ -306,8 +308,8 @@ def spied_run(tmp_path_factory, tiny_dataset_dir):
         finally:
             log.phase = "evaluation"
 
-    def prepare_model(*args, **kwargs):
-        model = original_prepare(*args, **kwargs)
+    def build_model(*args, **kwargs):
+        model = original_build(*args, **kwargs)
         for module in model.modules():
             module.register_forward_pre_hook(lambda m, _: log.modes.add((log.phase, m.training)))
         return model
@@ -321,9 +323,9 @@ def spied_run(tmp_path_factory, tiny_dataset_dir):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(MemorySampler, "draw_indices", draw_indices)
         patch.setattr(training, "train_epoch", train_epoch)
-        patch.setattr(training, "prepare_model", prepare_model)
+        patch.setattr(training, "build_model", build_model)
         patch.setattr(recipe.CrossEntropy, "forward", loss)
-        record = train_run(settings, 0).record
+        record = train_run(settings, 1).record
     rows = read_metrics(metrics_path(settings.output_dir, 1))
     subset = split_indices(200, 40, 20, 0)[0]
     return SimpleNamespace(record=record, rows=rows, log=log, subset=subset)
@@ -371,9 +373,9 @@ def runs(tmp_path_factory, tiny_dataset_dir):
 
 def test_the_shared_runs_learn_far_above_chance(runs):
     """Measured: encoder_memory 90 and 85 %, std 90 %, memory 32 % (10 classes: chance is 10 %)."""
-    from suite.checkpoints import RunLog
+    from suite.run_files import finished_runs
 
-    records = {modality: RunLog(runs.folders[modality]).read() for modality in ("encoder_memory", "std", "memory")}
+    records = {modality: list(finished_runs(runs.folders[modality]).values()) for modality in ("encoder_memory", "std", "memory")}
     assert [r["run"] for r in records["encoder_memory"]] == [1, 2]
     for record in records["encoder_memory"] + records["std"]:
         assert record["accuracy"] >= 5 * CHANCE, record

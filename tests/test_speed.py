@@ -9,7 +9,7 @@ import torch
 
 import datasets
 from conftest import run_script, tiny_config, write_config
-from suite import compiled
+from suite import training
 from suite.config import TrainSettings, validate
 from suite.evaluation import evaluate, plain_evaluate
 from suite.restore import CheckpointOptions, restore_run
@@ -71,27 +71,27 @@ def test_compiled_model_is_compiled_once_and_reused_by_later_runs(tmp_path, tiny
 
     torch._dynamo.reset()
     counter = CompileCounter()
-    monkeypatch.setattr(compiled, "BACKEND", counter)
-    monkeypatch.setattr(compiled, "_MODELS", {})
+    monkeypatch.setattr(training, "COMPILE_BACKEND", counter)
+    monkeypatch.setattr(training, "_COMPILED", {})
     settings = _tiny_vit(tmp_path / "compiled", tiny_dataset_dir, compile=True)
-    first = train_run(settings, 0).record
+    first = train_run(settings, 1).record
     frames = counter.frame_count
     assert frames >= 2  # the encoder and the head, in train and in eval mode
-    second = train_run(settings, 1).record
+    second = train_run(settings, 2).record
     assert counter.frame_count == frames  # nothing traced again for run 2
     eager = _tiny_vit(tmp_path / "eager", tiny_dataset_dir)
-    for run_index, record in ((0, first), (1, second)):
-        reference = train_run(eager, run_index).record
+    for run, record in ((1, first), (2, second)):
+        reference = train_run(eager, run).record
         assert record["pass_accuracies"] == reference["pass_accuracies"]
         assert record["loss"] == pytest.approx(reference["loss"], rel=1e-6)
 
 
 @pytest.mark.slow
 def test_inductor_compiled_run_lands_where_eager_lands(tmp_path, tiny_dataset_dir, monkeypatch):
-    monkeypatch.setattr(compiled, "_MODELS", {})
+    monkeypatch.setattr(training, "_COMPILED", {})
     torch._dynamo.reset()
-    fast = train_run(_tiny_vit(tmp_path / "compiled", tiny_dataset_dir, compile=True), 0).record
-    eager = train_run(_tiny_vit(tmp_path / "eager", tiny_dataset_dir), 0).record
+    fast = train_run(_tiny_vit(tmp_path / "compiled", tiny_dataset_dir, compile=True), 1).record
+    eager = train_run(_tiny_vit(tmp_path / "eager", tiny_dataset_dir), 1).record
     assert fast["loss"] == pytest.approx(eager["loss"], rel=1e-4)
     assert fast["pass_accuracies"] == pytest.approx(eager["pass_accuracies"], abs=2.0)  # 1 image = 2 %
 
@@ -111,7 +111,7 @@ def test_channels_last_trains_to_the_same_numbers_within_float_tolerance(tmp_pat
     def record(name: str, channels_last: bool) -> dict:
         raw = tiny_config(tmp_path / name, tiny_dataset_dir, runs=1, eval_passes=2, device="cpu",
                           channels_last=channels_last)
-        return train_run(TrainSettings(validate(raw, datasets.list_datasets()), "encoder_memory"), 0).record
+        return train_run(TrainSettings(validate(raw, datasets.list_datasets()), "encoder_memory"), 1).record
 
     plain, last = record("plain", False), record("last", True)
     assert last["loss"] == pytest.approx(plain["loss"], rel=1e-3)
@@ -142,5 +142,5 @@ def test_the_training_step_never_reads_a_value_back_from_the_device(tmp_path, ti
 
     monkeypatch.setattr(training, "train_epoch", counted)
     section = dict(settings.config["CIFAR10"], num_epochs=2)
-    train_run(TrainSettings(dict(settings.config, CIFAR10=section), "encoder_memory"), 0)
+    train_run(TrainSettings(dict(settings.config, CIFAR10=section), "encoder_memory"), 1)
     assert steps == [2, 2]

@@ -15,10 +15,9 @@ import torch
 
 import datasets
 from conftest import REPO, run_script, tiny_config, write_config
-from suite.checkpoints import CHECKPOINT_KEYS, RunLog, load_checkpoint
+from suite.run_files import CHECKPOINT_KEYS, finished_runs, load_checkpoint, metrics_path, read_metrics
 from suite.config import TrainSettings, validate
-from suite.errors import CheckpointError, TrainingDiverged
-from suite.metrics import metrics_path, read_metrics
+from suite.cli import CheckpointError, TrainingDiverged
 from suite.recipe import SmoothedCrossEntropy, build_optimizer, build_scheduler, warmup_cosine_factor
 from suite.training import train_run
 
@@ -47,7 +46,7 @@ def test_train_script_trains_saves_and_records_each_modality(tmp_path, tiny_data
     assert [line.split(" |")[0] for line in lines] == ["Run:1", "Run:2"]
     assert result.stdout.splitlines()[-1].startswith("Mean Accuracy:")
     folder = tmp_path / "models" / "CIFAR10" / modality / "shufflenet" / "100"
-    records = RunLog(folder).read()
+    records = list(finished_runs(folder).values())
     assert [r["run"] for r in records] == [1, 2] and [r["seed"] for r in records] == [0, 1]
     for record, line in zip(records, lines):
         assert f"Accuracy {record['accuracy']:.2f} |" in line
@@ -66,7 +65,7 @@ def test_two_identical_invocations_print_identical_numbers(tmp_path, tiny_datase
         config = write_config(tmp_path / f"{name}.yaml", tiny_config(tmp_path / name, tiny_dataset_dir, runs=1))
         result = run_script("train.py", "--modality=encoder_memory", f"--config={config}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        outputs.append(RunLog(tmp_path / name / "models/CIFAR10/encoder_memory/shufflenet/100").read()[0])
+        outputs.append(list(finished_runs(tmp_path / name / "models/CIFAR10/encoder_memory/shufflenet/100").values())[0])
     assert outputs[0]["pass_accuracies"] == outputs[1]["pass_accuracies"]
     assert outputs[0]["loss"] == outputs[1]["loss"]
 
@@ -105,7 +104,7 @@ def test_training_accuracy_on_record_is_over_every_input_seen(tmp_path, tiny_dat
     expected = 100.0 * int((labels == 0).sum()) / len(labels)
     assert 0 < expected < 100
     seen = []
-    train_run(settings, 0, epoch_callbacks=[lambda stats, state: seen.append(stats.accuracy)])
+    train_run(settings, 1, epoch_callbacks=[lambda stats, state: seen.append(stats.accuracy)])
     rows = read_metrics(metrics_path(settings.output_dir, 1))
     assert [row["train_accuracy"] for row in rows] == seen == [pytest.approx(expected)] * 2
 
@@ -130,12 +129,12 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_dataset_dir)
                    "validation_size": 20}
         return _settings(tmp_path / name, tiny_dataset_dir, CIFAR10=section)
 
-    uninterrupted = train_run(settings("whole"), 0).record
+    uninterrupted = train_run(settings("whole"), 1).record
     interrupted = settings("killed")
     with pytest.raises(_Killed):
-        train_run(interrupted, 0, epoch_callbacks=[_kill_after(2)])
+        train_run(interrupted, 1, epoch_callbacks=[_kill_after(2)])
     assert (interrupted.output_dir / "1.resume.pt").exists() and not (interrupted.output_dir / "1.pt").exists()
-    resumed = train_run(interrupted, 0, resume=True).record
+    resumed = train_run(interrupted, 1, resume=True).record
     assert resumed["pass_accuracies"] == uninterrupted["pass_accuracies"]
     assert resumed["loss"] == uninterrupted["loss"]
     whole = load_checkpoint(settings("whole").output_dir / "1.pt")["model_state_dict"]
@@ -156,20 +155,20 @@ def test_killed_process_continues_with_continue_train(tmp_path, tiny_dataset_dir
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert (folder / "2.resume.pt").exists() and len(RunLog(folder).read()) == 1
+    assert (folder / "2.resume.pt").exists() and len(list(finished_runs(folder).values())) == 1
     refused = run_script("train.py", "--modality=memory", f"--config={config}", cwd=tmp_path)
     assert refused.returncode == 2 and "--continue_train" in refused.stderr and "Traceback" not in refused.stderr
     resumed = run_script("train.py", "--modality=memory", f"--config={config}", "--continue_train", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "Restarting training process" in resumed.stdout
-    assert [r["run"] for r in RunLog(folder).read()] == [1, 2]
+    assert [r["run"] for r in list(finished_runs(folder).values())] == [1, 2]
     reference = write_config(tmp_path / "r.yaml", tiny_config(tmp_path / "ref", tiny_dataset_dir, runs=2,
                                                                 CIFAR10=section))
     whole = run_script("train.py", "--modality=memory", f"--config={reference}", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
     # The whole records, not the 2-decimal lines: every pass, the full-precision loss, the subset.
-    expected = RunLog(tmp_path / "ref/models/CIFAR10/memory/shufflenet/100").finished()
-    for run, record in RunLog(folder).finished().items():
+    expected = finished_runs(tmp_path / "ref/models/CIFAR10/memory/shufflenet/100")
+    for run, record in finished_runs(folder).items():
         for key in ("accuracy", "pass_accuracies", "loss", "train_indices_sha256", "settings"):
             assert record[key] == expected[run][key], (run, key)
     weights = load_checkpoint(folder / "2.pt")["model_state_dict"]
@@ -291,47 +290,47 @@ def test_diverging_loss_stops_naming_run_and_epoch(tmp_path, tiny_dataset_dir, m
     settings = _settings(tmp_path, tiny_dataset_dir, modality, CIFAR10=section,
                          optimizer={"name": "sgd", "learning_rate": 1e12, "momentum": 0.9})
     with pytest.raises(TrainingDiverged, match=r"in run 1, epoch [123]; nothing was saved"):
-        train_run(settings, 0)
-    assert not (settings.output_dir / "1.pt").exists() and not RunLog(settings.output_dir).read()
+        train_run(settings, 1)
+    assert not (settings.output_dir / "1.pt").exists() and not list(finished_runs(settings.output_dir).values())
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupted_resume_state_is_reported(tmp_path, tiny_dataset_dir, damage):
     settings = _settings(tmp_path, tiny_dataset_dir, "std")
     with pytest.raises(_Killed):
-        train_run(settings, 0, epoch_callbacks=[_kill_after(1)])
+        train_run(settings, 1, epoch_callbacks=[_kill_after(1)])
     state = settings.output_dir / "1.resume.pt"
     content = state.read_bytes()
     state.write_bytes(content[: len(content) // 3] if damage == "truncate" else b"\x80\x04garbage")
     damaged = state.read_bytes()
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*1.resume.pt"):
-        train_run(settings, 0, resume=True)
+        train_run(settings, 1, resume=True)
     assert state.read_bytes() == damaged  # left as found: neither repaired nor overwritten nor removed
-    assert not (settings.output_dir / "1.pt").exists() and not RunLog(settings.output_dir).read()
+    assert not (settings.output_dir / "1.pt").exists() and not list(finished_runs(settings.output_dir).values())
 
 
-def test_corrupted_results_log_is_reported(tmp_path, tiny_dataset_dir):
+def test_a_damaged_record_is_reported(tmp_path, tiny_dataset_dir):
     settings = _settings(tmp_path, tiny_dataset_dir, "std", runs=1)
     settings.output_dir.mkdir(parents=True)
-    (settings.output_dir / "results.jsonl").write_text('{"run": 1, "accuracy"\n')
+    (settings.output_dir / "1.json").write_text('{"run": 1, "accuracy"\n')
     config = write_config(tmp_path / "c.yaml", settings.config)
     result = run_script("train.py", "--modality=std", f"--config={config}", "--continue_train", cwd=tmp_path)
-    assert result.returncode == 2 and "results.jsonl' line 1 is not valid JSON" in result.stderr
-    assert (settings.output_dir / "results.jsonl").read_text() == '{"run": 1, "accuracy"\n'
+    assert result.returncode == 2 and "1.json' is not valid JSON" in result.stderr
+    assert (settings.output_dir / "1.json").read_text() == '{"run": 1, "accuracy"\n'
 
 
 def test_resuming_with_changed_settings_is_refused(tmp_path, tiny_dataset_dir):
     settings = _settings(tmp_path, tiny_dataset_dir, "std")
     with pytest.raises(_Killed):
-        train_run(settings, 0, epoch_callbacks=[_kill_after(1)])
+        train_run(settings, 1, epoch_callbacks=[_kill_after(1)])
     changed = TrainSettings(dict(settings.config, batch_size_train=16), "std")
     with pytest.raises(CheckpointError, match="differs in: batch_size_train"):
-        train_run(changed, 0, resume=True)
+        train_run(changed, 1, resume=True)
 
 
 def test_checkpoints_load_safely_on_cpu(tmp_path, tiny_dataset_dir):
     settings = _settings(tmp_path, tiny_dataset_dir, "memory", runs=1)
-    train_run(settings, 0)
+    train_run(settings, 1)
     content = torch.load(settings.output_dir / "1.pt", map_location="cpu", weights_only=True)
     assert json.loads(json.dumps(content["config"])) == content["config"]
     assert content["run"] == 1 and content["seed"] == 0 and content["mem_examples"] == 10

@@ -7,11 +7,10 @@ from torchvision import transforms
 
 import datasets
 from conftest import REPO, run_script, write_config
-from suite.checkpoints import RunLog, load_checkpoint
+from suite.run_files import finished_runs, load_checkpoint, metrics_path, read_metrics
 from suite.config import TrainSettings, load_config
 from suite.data import batch_transform
 from suite.evaluation import plain_evaluate
-from suite.metrics import metrics_path, read_metrics
 from suite.recipe import CrossEntropy, SmoothedCrossEntropy, build_loss, build_optimizer, build_scheduler
 from suite.restore import CheckpointOptions, restore_run
 
@@ -74,7 +73,7 @@ def test_train_script_runs_the_vit_recipe_end_to_end(tmp_path, tiny_dataset_dir)
     result = run_script("train.py", "--modality=encoder_memory", f"--config={path}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     folder = tmp_path / "models/CIFAR10/encoder_memory/vit/60"
-    record = RunLog(folder).read()[0]
+    record = list(finished_runs(folder).values())[0]
     assert record["settings"]["optimizer"]["name"] == "adam" and record["settings"]["autoaugment"] is True
     checkpoint = load_checkpoint(folder / "1.pt")
     assert checkpoint["model_state_dict"]["pos_emb"].shape == (1, 65, 32)

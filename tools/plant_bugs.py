@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bugs import BUGS, Bug  # noqa: E402
+from bugs import BUGS, Bug
 
 REPO = Path(__file__).resolve().parents[1]
 TOP_LEVEL_SKIPPED = {".git", "models", "images", "datasets", "outputs"}  # run outputs, not code (suite/datasets stays)

@@ -5,9 +5,12 @@ Every module is imported here, so adding a dataset is adding one file that calls
 import importlib as _importlib
 import pkgutil as _pkgutil
 
-from .registry import DatasetSpec, get_spec, list_datasets, open_images, register_dataset
+from .registry import (
+    DatasetSpec, TensorImages, gather_images, get_spec, list_datasets, open_images, register_dataset,
+)
 
 for _module in _pkgutil.iter_modules(__path__):
     _importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["DatasetSpec", "get_spec", "list_datasets", "open_images", "register_dataset"]
+__all__ = ["DatasetSpec", "TensorImages", "gather_images", "get_spec", "list_datasets", "open_images",
+           "register_dataset"]

@@ -28,11 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from architectures.autoencoder import ConvAutoencoder
-from ..checkpoints import atomic_torch_save, load_torch_file
-from ..data import WHOLE_SPLIT, RunData, generator, training_indices, training_subset
-from ..errors import CheckpointError, UserError
-from ..progress import track
-from ..seeding import derive_seed
+from ..run_files import load_torch_file, save_torch_file
+from ..data import WHOLE_SPLIT, RunData, generator, training_indices, training_subset, derive_seed
+from ..cli import CheckpointError, UserError, track
 
 FORMAT = 1
 FULL = "full"
@@ -159,7 +157,7 @@ def train_run_autoencoders(restored, recipe: AutoencoderRecipe = AutoencoderReci
             test_images = data.test.images[_class_positions(data.test.labels, name)]
             model, losses = train_autoencoder(data, train_images, recipe, restored.seed, name, f"autoencoder {name}")
             test_mse = mean_squared_error(model, data, test_images)
-            atomic_torch_save({"format": FORMAT, "name": name, "state_dict": {k: v.cpu() for k, v in
+            save_torch_file({"format": FORMAT, "name": name, "state_dict": {k: v.cpu() for k, v in
                                                                                model.state_dict().items()},
                                "channels": model.channels, "split": identity, "recipe": asdict(recipe),
                                "train_images": len(train_images), "test_images": len(test_images),

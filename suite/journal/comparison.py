@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..checkpoints import write_output
+from ..run_files import write_output
 from ..config import cell_folder, settings_difference
 from ..gridspec import Cell, Grid
 from ..stats import mean_and_std
@@ -49,7 +49,7 @@ class Row:
 
     @property
     def method(self) -> str:
-        from ..report import variant_name  # the head's display name (report imports this module)
+        from architectures import modality_display_name as variant_name  # the head's registered name
 
         name = variant_name(self.modality)
         return f"{name}: {MEASURES[self.measure]}" if self.measure != "accuracy" else name

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..data import RunData, generator
 from ..evaluation import encode_test_set
-from ..progress import track
+from ..cli import track
 from .autoencoders import ENCODE_BATCH, RunAutoencoders, normalised
 from .cfproto import CFProtoOptions, feature_range_of, prototype_counterfactuals
 from .interpretability import interpretability_scores

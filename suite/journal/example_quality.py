@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..data import MemorySampler, RunData, generator
 from ..evaluation import encode_test_set
-from ..progress import track
+from ..cli import track
 from .memory_batch import MemoryBatch, memory_batch
 
 NO_EXAMPLE = -1

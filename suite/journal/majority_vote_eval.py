@@ -36,9 +36,8 @@ from torch import Tensor
 
 from ..commands import DEFAULTS, Printer, check_folder, write_json
 from ..data import MemorySampler, RunData, generator
-from ..errors import UserError
+from ..cli import UserError, track
 from ..evaluation import EVALUATION_MEMORY, TEST_ORDER, encode_test_set
-from ..progress import track
 from ..restore import CheckpointOptions, folder_runs, restore_run
 from ..stats import mean_and_std
 from .comparison import MAJORITY_VOTE_FILE

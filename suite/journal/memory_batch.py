@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 import architectures
-from ..errors import UserError
+from ..cli import UserError
 
 
 @dataclass(frozen=True)

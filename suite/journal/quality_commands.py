@@ -14,9 +14,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoints import write_output
+from ..run_files import write_output
 from ..commands import check_folder
-from ..errors import UserError
+from ..cli import UserError
 from ..figures import figure_png
 from ..restore import CheckpointOptions, RestoredRun, folder_runs, read_checkpoint, restore_run
 from ..stats import mean_and_std
@@ -25,8 +25,9 @@ from .autoencoders import (
     AutoencoderRecipe, FOLDER, TrainedAutoencoder, autoencoder_folder, autoencoder_names, load_run_autoencoders,
     train_run_autoencoders,
 )
-from .counterfactual_quality import METHODS as CF_METHODS, SCORES as CF_SCORES
-from .counterfactual_quality import CounterfactualSettings, counterfactual_run
+from .counterfactual_quality import (
+    METHODS as CF_METHODS, SCORES as CF_SCORES, CounterfactualSettings, counterfactual_run,
+)
 from .example_quality import RANKERS, SCORES as EXAMPLE_SCORES, example_quality_run
 from .memory_batch import require_hidden_interface
 

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from ..checkpoints import write_output
+from ..run_files import write_output
 
 
 def mean_std_text(mean: float | None, std: float | None, digits: int = 4) -> str:
