@@ -41,8 +41,8 @@ def register_model(name: str, display_name: str | None = None) -> Callable[[Mode
     return decorate
 
 
-def display_name(model_name: str) -> str:
-    return _DISPLAY_NAMES.get(model_name, model_name)
+def model_display_name(model: str) -> str:
+    return _DISPLAY_NAMES.get(model, model)
 
 
 def modality_display_name(modality: str) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The size of the two journal-code differences that change numbers (README, journal deviations), on
+# The size of the two journal-code differences that change numbers (docs/deviations.md, journal code), on
 # the offline quick start (DIGITS, ShuffleNetV2, encoder_memory; 1,000 images in batches of 128, the
 # CINIC10 situation at 1,000 images):
 #  1. dropping the last short training batch (the journal's CINIC10 loaders; 7 steps per epoch instead

@@ -5,7 +5,7 @@
 Settings: eager fp32, eager AMP (CUDA only), channels_last (fp32), amp_channels_last (CUDA only),
 torch.compile (default mode; on CUDA also reduce-overhead, i.e. CUDA graphs; compiled steps use the
 device's default precision, AMP on CUDA). cuDNN is set as a run sets it (deterministic, no
-benchmark: suite.seeding.set_seed). Every model of a row is timed in this one run, so the ratios
+benchmark: suite.data.set_seed). Every model of a row is timed in this one run, so the ratios
 printed are measured, not assumed. The data path is timed too: what a step needed before
 (torchvision transforms per image, on the CPU, for 128 inputs and a 100-image memory draw, as in
 main@725cf25) against the resident path of suite/data.py (a gather, one batched flip and one

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -18,6 +19,7 @@ from .run_files import write_output
 from .data import undo_normalization
 from .cli import UserError, track
 from .evaluation import evaluate
+from .config import TrainSettings
 from .restore import CheckpointOptions, RestoredRun, folder_runs, read_checkpoint, restore_run
 from .stats import mean_and_std
 
@@ -31,12 +33,13 @@ MEMORY_IMAGES_PER_FIGURE, MEMORY_IMAGES_MAX = 3, 30
 HEATMAPS_PER_FIGURE, HEATMAPS_MAX = 1, 10
 
 
-def _stderr(message: str) -> None:
+def stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
-    return write_output(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+    """Strict JSON (a NaN is refused: missing values are null), atomically."""
+    return write_output(path, (json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
 
 
 def _describe(restored: RestoredRun) -> str:
@@ -66,6 +69,74 @@ def check_folder(runs: list[tuple[int, Path]], options: CheckpointOptions, requi
                         f"'{second}' is {'/'.join(map(str, b))}); point it at one cell's folder")
 
 
+STD_KIND = "population (ddof=0) over runs"
+
+
+@dataclass
+class FolderResults:
+    """What `each_run` collected from a cell folder: one record per run, `{run, checkpoint, seed,
+    minutes}` plus what the command measured."""
+
+    folder: Path
+    cell: str  # DATASET/MODALITY/MODEL/TRAIN_EXAMPLES
+    device: str
+    runs: list[dict]
+    settings: TrainSettings  # the cell's (the runs differ in their seed only)
+
+    def summary(self, *keys: str) -> dict:
+        """key -> {"mean", "std"} over the runs (population std; a run without a value is left out)."""
+        return {key: dict(zip(("mean", "std"), mean_and_std([run[key] for run in self.runs]))) for key in keys}
+
+    def payload(self, **extra) -> dict:
+        return {"folder": str(self.folder), "cell": self.cell, "device": self.device, "runs": self.runs,
+                "std_kind": STD_KIND} | extra
+
+
+def each_run(folder: str | Path, options: CheckpointOptions, measure: Callable[[RestoredRun], dict],
+             line: Callable[[dict, list[dict]], str | None] = lambda record, records: None, *,
+             require_memory: bool = False, require: Callable[[dict, Path], None] | None = None,
+             out: Printer = print, note: Printer = stderr) -> FolderResults:
+    """The one loop over the runs of a cell folder, behind every folder command: the `<N>.pt` runs in
+    numeric order, all checked before any work (one cell; memory models if `require_memory`; then
+    `require(checkpoint, path)` on the first), then per run: restore, `measure`, time, and print
+    `line(record, records so far)` (None: nothing)."""
+    runs = folder_runs(folder, note)
+    check_folder(runs, options, require_memory)
+    if require is not None:
+        require(read_checkpoint(runs[0][1], options), runs[0][1])
+    out(f"Device:{options.torch_device}")
+    records: list[dict] = []
+    for run, path in runs:
+        started = time.perf_counter()
+        restored = restore_run(path, options, require_memory=require_memory)
+        record = {"run": run, "checkpoint": str(path), "seed": restored.seed} | measure(restored)
+        record["minutes"] = (time.perf_counter() - started) / 60
+        records.append(record)
+        text = line(record, records)
+        if text is not None:
+            out(text)
+    return FolderResults(Path(folder), restored.label, str(options.torch_device), records, restored.settings)
+
+
+def write_results(folder: str | Path, name: str, payload: dict, json_path: str | None = None,
+                  tables: dict[str, str] | None = None) -> list[str]:
+    """A folder command's files: `<folder>/<name>.json` (or `json_path`; "" writes none) and each
+    `<folder>/<name>.<suffix>` of `tables`; their paths are recorded in the payload and returned."""
+    written = []
+    for suffix, text in (tables or {}).items():
+        written.append(str(write_output(Path(folder) / f"{name}.{suffix}", text.encode())))
+    target = Path(folder) / f"{name}.json" if json_path is None else json_path
+    if target:
+        payload["json"] = str(target)
+        payload["files"] = written + [str(target)]
+        written.append(str(write_json(target, payload)))
+    return written
+
+
+def _cumulative(records: list[dict], key: str) -> tuple[float, float]:
+    return mean_and_std([record[key] for record in records])
+
+
 # ---- eval.py ------------------------------------------------------------------------------------
 def evaluate_checkpoint(path: str, options: CheckpointOptions = DEFAULTS, passes: int = EVAL_PASSES,
                         json_path: str | None = None, out: Printer = print) -> dict:
@@ -73,15 +144,14 @@ def evaluate_checkpoint(path: str, options: CheckpointOptions = DEFAULTS, passes
     if passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
     restored = restore_run(path, options)
-    torch_device = restored.device
-    out(f"Device:{torch_device}")
+    out(f"Device:{restored.device}")
     out(_describe(restored))
     passes = passes if restored.model.uses_memory else 1
     result = evaluate(restored.model, restored.data, passes)
     line = f"Loss:{result.loss:.4f} | Accuracy {result.accuracy:.2f}"
     out(line + (f" | Passes:{passes}" if restored.model.uses_memory else ""))
     payload = {"checkpoint": str(restored.path), "cell": restored.label, "seed": restored.seed, "run": restored.run,
-               "device": str(torch_device), "passes": passes, "accuracy": result.accuracy, "loss": result.loss,
+               "device": str(restored.device), "passes": passes, "accuracy": result.accuracy, "loss": result.loss,
                "pass_accuracies": list(result.pass_accuracies),
                "batch_size_test": restored.settings.config["batch_size_test"]}
     if json_path:
@@ -91,55 +161,51 @@ def evaluate_checkpoint(path: str, options: CheckpointOptions = DEFAULTS, passes
 
 # ---- eval_dir.py --------------------------------------------------------------------------------
 def evaluate_folder(folder: str, options: CheckpointOptions = DEFAULTS, passes: int | None = None,
-                    json_path: str | None = None, out: Printer = print, note: Printer = _stderr) -> dict:
-    """Every `<N>.pt` run of a folder (numeric order), then mean and population std of the accuracies.
+                    json_path: str | None = None, out: Printer = print, note: Printer = stderr) -> dict:
+    """Every `<N>.pt` run of a folder, then mean and population std of the accuracies.
 
     Memory models get `passes` passes; by default each run's own `eval_passes` (5 unless the training
     config changed it, the original's count), so that the numbers are those train.py printed.
     """
     if passes is not None and passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
-    runs = folder_runs(folder, note)
-    check_folder(runs, options)
-    torch_device = options.torch_device
-    out(f"Device:{torch_device}")
-    accuracies, records = [], []
-    for number, path in runs:
-        started = time.perf_counter()
-        restored = restore_run(path, options)
+
+    def measure(restored: RestoredRun) -> dict:
         count = (passes or restored.settings.config["eval_passes"]) if restored.model.uses_memory else 1
         result = evaluate(restored.model, restored.data, count)
-        minutes = (time.perf_counter() - started) / 60
-        accuracies.append(result.accuracy)
-        mean, std = mean_and_std(accuracies)
-        out(f"Run:{number} | Accuracy {result.accuracy:.2f} | Mean Accuracy:{mean:.2f} | "
-            f"Std Dev:{std:.2f} | E:{minutes:.2f}min")
-        records.append({"run": number, "checkpoint": str(path), "seed": restored.seed, "passes": count,
-                        "accuracy": result.accuracy, "loss": result.loss,
-                        "pass_accuracies": list(result.pass_accuracies)})
-    mean, std = mean_and_std(accuracies)
-    out(f"Mean Accuracy:{mean:.2f} | Std Dev Accuracy:{std:.2f} | Runs:{len(accuracies)}")
-    payload = {"folder": str(Path(folder)), "cell": restored.label, "device": str(torch_device), "runs": records,
-               "mean_accuracy": mean, "std_accuracy": std, "std_kind": "population (ddof=0)"}
-    target = Path(folder) / "eval_dir.json" if json_path is None else json_path
-    if target:
-        payload["json"] = str(write_json(target, payload))
+        return {"passes": count, "accuracy": result.accuracy, "loss": result.loss,
+                "pass_accuracies": list(result.pass_accuracies)}
+
+    def line(record: dict, records: list[dict]) -> str:
+        mean, std = _cumulative(records, "accuracy")
+        return (f"Run:{record['run']} | Accuracy {record['accuracy']:.2f} | Mean Accuracy:{mean:.2f} | "
+                f"Std Dev:{std:.2f} | E:{record['minutes']:.2f}min")
+
+    results = each_run(folder, options, measure, line, out=out, note=note)
+    summary = results.summary("accuracy")
+    out(f"Mean Accuracy:{summary['accuracy']['mean']:.2f} | Std Dev Accuracy:{summary['accuracy']['std']:.2f} | "
+        f"Runs:{len(results.runs)}")
+    payload = results.payload(summary=summary)
+    write_results(folder, "eval_dir", payload, json_path)
     return payload
 
 
 # ---- explanation_accuracy.py --------------------------------------------------------------------
-def explanation_line(mean_std: dict) -> str:
+def explanation_line(summary: dict) -> str:
     """The final line, in the form of the original README's "Expected Output" (tab separated)."""
     from .explain import format_value as f
 
-    (em, es), (cm, cs), (xm, xs) = mean_std["explanation"], mean_std["counterfactual"], mean_std["example"]
+    (em, es), (cm, cs), (xm, xs) = ((summary[k]["mean"], summary[k]["std"]) for k in EXPLANATION_KEYS)
     return (f"Explanation accuracy (mean):{f(em)}\t(std_dev):{f(es)}\tcounterfactual acc mean:{f(cm)}\t"
             f"counterfactual std:{f(cs)}\texample acc mean:{f(xm)}\texample std:{f(xs)}")
 
 
+EXPLANATION_KEYS = ("explanation_accuracy", "counterfactual_accuracy", "example_accuracy")
+
+
 def explanation_accuracy(folder: str, options: CheckpointOptions = DEFAULTS, passes: int = EXPLANATION_PASSES,
                          memory_pool: str = "subset", json_path: str | None = None, out: Printer = print,
-                         note: Printer = _stderr) -> dict:
+                         note: Printer = stderr) -> dict:
     """Explanation accuracy (Table 5), counterfactual accuracy (Table 6) and example accuracy of every
     memory model of a folder: `passes` passes per model, then mean and population std over the models."""
     from .explain import MEMORY_POOLS, explain_run, format_value
@@ -148,35 +214,23 @@ def explanation_accuracy(folder: str, options: CheckpointOptions = DEFAULTS, pas
         raise UserError(f"--passes must be at least 1, got {passes}")
     if memory_pool not in MEMORY_POOLS:
         raise UserError(f"--memory_pool must be one of {', '.join(MEMORY_POOLS)}, got '{memory_pool}'")
-    runs = folder_runs(folder, note)
-    check_folder(runs, options, require_memory=True)
-    torch_device = options.torch_device
-    out(f"Device:{torch_device}")
-    models, records = [], []
-    for index, (number, path) in enumerate(runs, start=1):
-        restored = restore_run(path, options, require_memory=True)
-        result = explain_run(restored, passes, memory_pool)
-        models.append(result)
-        share = sum(p.counterfactual_total for p in result.passes) / sum(p.total for p in result.passes) * 100
-        out(f"Run:{number} | Explanation accuracy:{result.explanation_accuracy:.2f} | "
-            f"Counterfactual acc:{format_value(result.counterfactual_accuracy)} | "
-            f"Example acc:{format_value(result.example_accuracy)} | Counterfactual cases:{share:.2f}% | "
-            f"Models:{index}/{len(runs)}")
-        records.append({"run": number, "checkpoint": str(path), "seed": restored.seed} | result.as_dict())
-    summary = {
-        "explanation": mean_and_std([m.explanation_accuracy for m in models]),
-        "counterfactual": mean_and_std([m.counterfactual_accuracy for m in models]),
-        "example": mean_and_std([m.example_accuracy for m in models]),
-    }
+
+    def line(record: dict, records: list[dict]) -> str:
+        cases = record["passes"]
+        share = 100 * sum(p["counterfactual_total"] for p in cases) / sum(p["total"] for p in cases)
+        return (f"Run:{record['run']} | Explanation accuracy:{record['explanation_accuracy']:.2f} | "
+                f"Counterfactual acc:{format_value(record['counterfactual_accuracy'])} | "
+                f"Example acc:{format_value(record['example_accuracy'])} | Counterfactual cases:{share:.2f}% | "
+                f"Models:{len(records)}")
+
+    results = each_run(folder, options, lambda restored: explain_run(restored, passes, memory_pool).as_dict(), line,
+                       require_memory=True, out=out, note=note)
+    summary = results.summary(*EXPLANATION_KEYS)
     out("")
     out(explanation_line(summary))
-    payload = {"folder": str(Path(folder)), "cell": restored.label, "device": str(torch_device),
-               "memory_pool": memory_pool, "passes": passes, "runs": records,
-               "summary": {k: {"mean": v[0], "std": v[1]} for k, v in summary.items()},
-               "std_kind": "population (ddof=0)", "missing_values": "null where a group had no cases"}
-    target = Path(folder) / f"explanation_accuracy_{memory_pool}.json" if json_path is None else json_path
-    if target:
-        payload["json"] = str(write_json(target, payload))
+    payload = results.payload(memory_pool=memory_pool, passes=passes, summary=summary,
+                              missing_values="null where a group had no cases")
+    write_results(folder, f"explanation_accuracy_{memory_pool}", payload, json_path)
     return payload
 
 

@@ -95,7 +95,6 @@ TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "dataset_name": (_str, REQUIRED),
     "download": (_bool, True),
     "models_dir": (_str, "models"),
-    "num_workers": (_int(0), 0),  # accepted for old configs; data are resident, no loader workers
     "device": (_str, "auto"),
     "amp": (_bool, True),
     "eval_passes": (_int(1), 5),
@@ -251,7 +250,8 @@ class TrainSettings:
     modality: str
 
     @property
-    def dataset(self) -> dict:
+    def section(self) -> dict:
+        """The config section of the run's dataset (num_epochs, mem_examples, ...)."""
         return self.config[self.config["dataset_name"]]
 
     @property
@@ -268,7 +268,7 @@ class TrainSettings:
 
     @property
     def mem_examples(self) -> int:
-        return self.dataset["mem_examples"]
+        return self.section["mem_examples"]
 
     @property
     def num_classes(self) -> int:
@@ -277,7 +277,7 @@ class TrainSettings:
         from .cli import ConfigError
 
         classes = get_spec(self.dataset_name).num_classes
-        stated = self.dataset.get("num_classes")
+        stated = self.section.get("num_classes")
         if stated is not None and stated != classes:
             raise ConfigError(f"config key '{self.dataset_name}.num_classes' is {stated}, but {self.dataset_name} "
                               f"has {classes} classes; remove the key or set it to {classes}")
@@ -285,10 +285,10 @@ class TrainSettings:
 
     @property
     def num_epochs(self) -> int:
-        return self.dataset["num_epochs"]
+        return self.section["num_epochs"]
 
     @property
-    def output_dir(self) -> Path:
+    def cell_folder(self) -> Path:
         return cell_folder(self.config["models_dir"], self.dataset_name, self.modality, self.model,
                            self.train_examples)
 
@@ -297,7 +297,7 @@ class TrainSettings:
         return {k: v for k, v in self.config.items() if k not in EXECUTION_KEYS} | {"modality": self.modality}
 
     def comparable_json(self) -> dict:
-        """`comparable()` as it reads back from results.jsonl or a resume file (tuples become lists)."""
+        """`comparable()` as it reads back from a record or a resume file (tuples become lists)."""
         return json.loads(json.dumps(self.comparable()))
 
 

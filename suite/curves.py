@@ -98,7 +98,7 @@ def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], label:
 
 def write_curves(collected: Collected, out_dir: str | Path) -> tuple[list[Path], list[str]]:
     """`curves/DATASET_MODEL_SIZE.png` for each dataset, encoder and size with metrics; (paths, notes)."""
-    from .report import COLORS, encoder_name, variant_name
+    from .report import COLORS, model_display_name, modality_display_name
 
     grid = collected.grid
     written, notes = [], []
@@ -113,8 +113,8 @@ def write_curves(collected: Collected, out_dir: str | Path) -> tuple[list[Path],
                     if rows:
                         by_modality[modality] = rows
                 if by_modality:
-                    png = curves_png(f"{dataset} · {encoder_name(model)} · {size} training images", by_modality,
-                                     variant_name, COLORS)
+                    png = curves_png(f"{dataset} · {model_display_name(model)} · {size} training images", by_modality,
+                                     modality_display_name, COLORS)
                     written.append(write_output(Path(out_dir) / CURVES_FOLDER / f"{dataset}_{model}_{size}.png", png))
     return written, notes
 

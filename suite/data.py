@@ -10,7 +10,7 @@ The distributions are the original's: flips independent with p = 0.5 where the d
 (CIFAR10, CINIC10), a memory is a uniform sample without replacement of `mem_examples` images of
 the run's subset with the training transform, training batches are a fresh permutation per epoch
 (`drop_last` as the dataset's, or its config section's), test batches in order (shuffled for CINIC10, as the original).
-Every random stream has its own generator derived from the run's seed (suite.seeding), so draws
+Every random stream has its own generator derived from the run's seed (`derive_seed`), so draws
 repeat, resume exactly and do not depend on what else used the global RNG. AutoAugment (ViT recipe)
 runs per image through torchvision, which draws from the global RNG: it is seeded from the stream's
 own generator for each batch (see `BatchTransform`).

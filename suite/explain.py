@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+import architectures
 from .attribution import DEFAULT_METHOD, get_method
 from .data import WHOLE_SPLIT, MemorySampler, ResidentImages, RunData, generator, training_subset, derive_seed
 from .datasets import DatasetSpec
 from .evaluation import encode_test_set
-from .cli import track
+from .cli import UserError, track
 from .restore import ORIGINAL_SPLIT_SEED
-from .stats import mean_and_std, mean_defined
+from .stats import mean_defined
 
 MEMORY_POOLS = ("subset", "full")
 ORIGINAL_MEMORY_SIZE = 100  # explanation_accuracy.py hard-coded its memory batch
@@ -120,6 +122,95 @@ class ModelExplanation:
                 "passes": [p.as_dict() for p in self.passes]}
 
 
+# ---- one test batch with a memory M and an auxiliary memory A ---------------------------------
+# The journal gets a memory sample's "own" prediction by classifying M with a second memory A (as
+# explanation_accuracy does); the example-quality baselines also need the MLP's hidden activation
+# h = ReLU(fc1(.)) of the inputs and of M, and the MLP's output weights, which Memory Wrap heads give
+# through `forward_with_hidden` / `output_weight` (architectures/memory.py), so every encoder works.
+@dataclass(frozen=True)
+class MemoryBatch:
+    """Row i: test input i; column j: memory sample j of M."""
+
+    logits: Tensor  # [B, C] of the inputs, with memory M
+    weights: Tensor  # [B, m] memory weights of the inputs
+    memory_features: Tensor  # [m, d] encoder features of M (what a fixed-memory classifier reuses)
+    memory_logits: Tensor  # [m, C] of M's samples, each classified with memory A
+    hidden: Tensor | None = None  # [B, H] MLP hidden activation of the inputs (with M)
+    memory_hidden: Tensor | None = None  # [m, H] of M's samples (with A)
+    output_weight: Tensor | None = None  # [C, H] the MLP's last layer
+
+    @property
+    def predictions(self) -> Tensor:
+        return self.logits.argmax(dim=1)
+
+    @property
+    def memory_predictions(self) -> Tensor:
+        return self.memory_logits.argmax(dim=1)
+
+
+def has_hidden_interface(modality: str) -> bool:
+    """Whether the head of `modality` exposes its MLP's hidden activation (Memory Wrap heads do)."""
+    return hasattr(architectures.get_head_class(modality), "forward_with_hidden")
+
+
+def require_hidden_interface(modality: str, path: str | Path, task: str) -> None:
+    """A Memory Wrap head (sparse weights over the memory, an MLP hidden layer) or a one-line error:
+    the journal's example and counterfactual experiments are defined for those alone."""
+    if not has_hidden_interface(modality):
+        with_hidden = [m for m in architectures.list_modalities() if has_hidden_interface(m)]
+        raise UserError(f"checkpoint '{path}' holds a '{modality}' model; {task} needs a Memory Wrap model "
+                        f"({', '.join(with_hidden)})")
+
+
+def memory_head(model: architectures.MemoryWrapNet) -> nn.Module:
+    return getattr(model, model.head_class.attribute)
+
+
+@torch.no_grad()
+def memory_batch(model: architectures.MemoryWrapNet, features: Tensor, memory: tuple[Tensor, Tensor],
+                 auxiliary: tuple[Tensor, Tensor], with_hidden: bool = False) -> MemoryBatch:
+    """Classify encoded inputs `features` [B, d] with memory M, and M's samples with memory A.
+
+    `memory` / `auxiliary` are (images, labels) draws. With `with_hidden` the head's hidden layer is
+    returned too (Memory Wrap heads only).
+    """
+    model.eval()
+    (images, labels), (aux_images, aux_labels) = memory, auxiliary
+    memory_features = model.forward_encoder(images)
+    auxiliary_features = model.forward_encoder(aux_images)
+    if not with_hidden:
+        logits, weights = model.classify(features, memory_features, labels, return_weights=True)
+        memory_logits = model.classify(memory_features, auxiliary_features, aux_labels)
+        return MemoryBatch(logits, weights, memory_features, memory_logits)
+    head = memory_head(model)
+    if not hasattr(head, "forward_with_hidden"):
+        raise ValueError(f"the '{model.modality}' head has no hidden-layer interface")
+    logits, hidden, weights = head.forward_with_hidden(features, memory_features)
+    memory_logits, memory_hidden, _ = head.forward_with_hidden(memory_features, auxiliary_features)
+    return MemoryBatch(logits, weights, memory_features, memory_logits, hidden, memory_hidden, head.output_weight)
+
+
+def memory_batches(model: architectures.MemoryWrapNet, data: RunData, features: Tensor, memory: MemorySampler,
+                   auxiliary: MemorySampler | None = None, order: torch.Generator | None = None, limit: int = 0,
+                   with_hidden: bool = False, description: str = "memory batches"
+                   ) -> Iterator[tuple[Tensor, tuple[Tensor, Tensor], MemoryBatch]]:
+    """The draw every explanation experiment makes, per test batch (in the evaluation's order, the first
+    `limit` inputs; 0: all): a memory M from `memory`, then an auxiliary memory A from `auxiliary`
+    (`memory` itself when None); the inputs classified with M and M's samples with A. Yields
+    (test positions, M as (images, labels), MemoryBatch)."""
+    auxiliary = auxiliary or memory
+    limit = len(data.test) if limit == 0 else min(limit, len(data.test))
+    done = 0
+    for positions in track(data.test_index_batches(order), description,
+                           total=math.ceil(limit / data.batch_size_test)):
+        positions = positions[: limit - done]
+        drawn = memory.draw()
+        yield positions, drawn, memory_batch(model, features[positions], drawn, auxiliary.draw(), with_hidden)
+        done += len(positions)
+        if done >= limit:
+            return
+
+
 # ---- explanation accuracy on a model -------------------------------------------------------------
 def memory_pool(restored, pool: str) -> tuple[ResidentImages, int]:
     """(images to draw memories from, memory size).
@@ -144,12 +235,8 @@ def explanation_pass(model: nn.Module, data: RunData, features: Tensor, sampler:
     The test images' encodings are computed once (`features`), and M's encoding serves both the
     inputs' attention and M's own prediction (with A): per batch only M and A are encoded.
     """
-    from .journal.memory_batch import memory_batch
-
     counts = ExplanationCounts()
-    for positions in track(data.test_index_batches(order), description, total=data.test_batches_count):
-        memory = sampler.draw()
-        batch = memory_batch(model, features[positions], memory, sampler.draw())
+    for positions, _, batch in memory_batches(model, data, features, sampler, order=order, description=description):
         counts += count_explanations(batch.predictions, batch.weights, batch.memory_predictions,
                                      data.test.labels[positions])
     return counts

@@ -4,7 +4,7 @@ to Slurm array tasks (through submitit).
 The unit of work is one seeded run of a cell, so many workers share a cell. Every run goes through
 `train_run` (resume from the last finished epoch, a per-run lock that holds across nodes, a record
 file per run), which makes the grid safe to interrupt and to run from several places at once:
-- a recorded run (`<run>.json`, or a former results.jsonl line) is never trained again (checked
+- a recorded run (one with its `<run>.json`) is never trained again (checked
   under the run's lock);
 - a run whose lock is held by a live process is skipped;
 - a worker killed mid-run loses at most its current epoch; the next worker resumes the run.
@@ -53,8 +53,8 @@ class RunTask:
         return f"{self.cell.label} run {self.run}"
 
     @property
-    def folder(self) -> Path:
-        return self.settings.output_dir
+    def cell_folder(self) -> Path:
+        return self.settings.cell_folder
 
 
 @dataclass
@@ -82,11 +82,11 @@ def check_names(grid: Grid) -> list[str]:
     from .datasets import list_datasets
 
     names, models = list_datasets(), architectures.list_models()
-    recipes = [key for key in grid.base_configs if key != DEFAULT]  # a typo here would train with the default
+    configured = [key for key in grid.base_configs if key != DEFAULT]  # a typo here would train with the default
     for noun, key, values, valid in (("dataset", "datasets", grid.datasets, names),
                                      ("model", "models", grid.models, models),
                                      ("modality", "modalities", grid.modalities, architectures.list_modalities()),
-                                     ("model", "base_config", recipes, models)):
+                                     ("model", "base_config", configured, models)):
         unknown = [v for v in values if v not in valid]
         if unknown:
             raise ConfigError(f"grid file '{grid.path}': unknown {noun} '{unknown[0]}' in '{key}'; "
@@ -110,7 +110,7 @@ def plan_runs(grid: Grid, settings: Mapping[Cell, TrainSettings], records: Mappi
         for run, record in sorted(finished.items()):
             if 1 <= run <= grid.runs and record.get("settings") != current:
                 changed = settings_difference(record.get("settings") or {}, current)
-                raise UserError(f"'{cell_settings.output_dir}' holds run {run} trained with other settings "
+                raise UserError(f"'{cell_settings.cell_folder}' holds run {run} trained with other settings "
                                 f"(differs in: {', '.join(changed)}); give the grid another models_dir "
                                 "(overrides: [models_dir=...]) or move those results away")
         for run in range(1, grid.runs + 1):
@@ -131,9 +131,9 @@ def make_plan(grid: Grid) -> Plan:
     settings = {cell: grid.cell_settings(cell, names) for cell in grid.cells()}
     for cell_settings in settings.values():
         require_tensorboard(cell_settings.config)
-    records = {cell: finished_runs(s.output_dir) for cell, s in settings.items()}
+    records = {cell: finished_runs(s.cell_folder) for cell, s in settings.items()}
     resume_files = {(cell, run) for cell, s in settings.items() for run in range(1, grid.runs + 1)
-                    if resume_path(s.output_dir, run).exists()}
+                    if resume_path(s.cell_folder, run).exists()}
     return plan_runs(grid, settings, records, resume_files)
 
 
@@ -141,7 +141,7 @@ def remove_finished_resume_files(plan: Plan) -> None:
     """A resume file of a recorded run is garbage (left by a kill just after the record): remove it.
     Safe at any time: a recorded run is never trained again."""
     for task, _ in plan.done:
-        resume_path(task.folder, task.run).unlink(missing_ok=True)
+        resume_path(task.cell_folder, task.run).unlink(missing_ok=True)
 
 
 def estimate_lines(plan: Plan, profiles: dict) -> list[str]:
@@ -233,7 +233,7 @@ def outcome_line(task: RunTask, outcome: Outcome) -> str:
     suffix = f"  [{outcome.where}]" if outcome.where else ""
     if outcome.status == TRAINED:
         try:
-            finished = finished_runs(task.folder)
+            finished = finished_runs(task.cell_folder)
         except UserError:
             finished = {}
         accuracies = [record["accuracy"] for run, record in sorted(finished.items())
@@ -476,7 +476,7 @@ def _job_outcomes(job, tasks: list[RunTask]) -> list[Outcome]:
         outcomes = []
         for task in tasks:  # runs it finished before failing are recorded
             try:
-                finished = task.run in finished_runs(task.folder)
+                finished = task.run in finished_runs(task.cell_folder)
             except UserError:
                 finished = False
             outcomes.append(Outcome(task.label, ALREADY_DONE, where=where) if finished

@@ -68,7 +68,7 @@ def warmup_cosine_factor(epoch: int, warmup_epochs: int, total_epochs: int, base
 
 def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings) -> torch.optim.lr_scheduler.LRScheduler:
     """Stepped once per epoch. multistep (SVHN, CIFAR10), cosine (CINIC10), warmup_cosine (ViT)."""
-    schedule, options = settings.dataset["lr_schedule"], settings.config["optimizer"]
+    schedule, options = settings.section["lr_schedule"], settings.config["optimizer"]
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.num_epochs,
                                                           eta_min=options["min_lr"])
@@ -76,7 +76,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings) -
         base_lr = options["learning_rate"]
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: warmup_cosine_factor(
             epoch, options["warmup_epochs"], settings.num_epochs, base_lr, options["min_lr"]))
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=settings.dataset["opt_milestones"])
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=settings.section["opt_milestones"])
 
 
 def _reachable(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,13 +1,13 @@
 """`grid.py report`: the paper's Table 1 (Markdown, CSV, LaTeX) and a figure, from the run records.
 
-Every run record under the models folder is read (`<run>.json`, and former results.jsonl files); a
+Every run record under the models folder is read (`<run>.json`); a
 record counts for a cell of the grid when its dataset, model, modality and size match the cell, its
 run is one of the grid's (1..runs) and it was trained with the cell's settings (a record of other
 settings, e.g. a 1-epoch trial, is left out and said so). Per cell: mean and population std (numpy's
 default, ddof=0, as the original) over its runs, and n. A cell without a finished run is shown as
 missing, never as a number.
 
-Encoder and variant names come from the architectures registry (display names), so adding an
+Model and modality names come from the architectures registry (display names), so adding an
 encoder or a head needs no edit here.
 """
 from __future__ import annotations
@@ -30,18 +30,18 @@ MISSING = "missing"
 FILES = {"markdown": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "figure": "accuracy_vs_size.png"}
 
 
-def variant_name(modality: str) -> str:
+def modality_display_name(modality: str) -> str:
     """What tables call a modality: its head's display name (architectures registry)."""
     import architectures
 
     return architectures.modality_display_name(modality)
 
 
-def encoder_name(model: str) -> str:
+def model_display_name(model: str) -> str:
     """What tables call an encoder: its display name (architectures registry)."""
     import architectures
 
-    return architectures.display_name(model)
+    return architectures.model_display_name(model)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Collected:
     grid: Grid
     models_dir: Path
     stats: dict[Cell, CellStats]
-    files: int = 0  # record files read (<run>.json, former results.jsonl)
+    files: int = 0  # record files read (<run>.json)
     notes: list[str] = field(default_factory=list)
     run_folders: dict[Cell, dict[int, Path]] = field(default_factory=dict)  # where each counted run's files are
 
@@ -152,8 +152,8 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
 
 
 def mark_best(stats: dict[Cell, CellStats]) -> dict[Cell, CellStats]:
-    """Bold the best variant of each encoder per dataset and size (ties at 2 decimals all bold);
-    a column needs two variants with results to have a best one."""
+    """Bold the best modality of each model per dataset and size (ties at 2 decimals all bold);
+    a column needs two modalities with results to have a best one."""
     groups: dict[tuple, list[Cell]] = defaultdict(list)
     for cell, st in stats.items():
         if st.n:
@@ -200,7 +200,7 @@ def _legend(collected: Collected) -> list[str]:
     return [
         f"Test accuracy (%) of grid `{collected.grid.path}`: mean ± population std over the n finished runs "
         f"(seeds 0..n-1) of each cell; n shown as n=k/{collected.grid.runs} while runs are missing. "
-        f"**Bold**: the best variant of an encoder in a column. \"{MISSING}\": no finished run.",
+        f"**Bold**: the best modality of a model in a column. \"{MISSING}\": no finished run.",
         "Paper: the mean the original repository states (MobileNetV2 only, docs/protocol.md, Reference numbers), "
         "Δ = ours − paper.",
     ]
@@ -214,7 +214,7 @@ def markdown(collected: Collected) -> str:
         lines += [f"## {dataset}", "", "| Encoder | Variant | " + " | ".join(labels) + " |",
                   "|---|---|" + "---|" * len(labels)]
         for model, modality, row in _rows(collected, dataset):
-            lines.append(f"| {encoder_name(model)} | {variant_name(modality)} | "
+            lines.append(f"| {model_display_name(model)} | {modality_display_name(modality)} | "
                          + " | ".join(markdown_cell(st) for st in row) + " |")
         lines.append("")
     complete = sum(st.n >= st.runs for st in collected.stats.values())
@@ -225,7 +225,7 @@ def markdown(collected: Collected) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = ("dataset", "model", "modality", "variant", "train_examples", "n", "runs", "mean", "std", "best",
+CSV_COLUMNS = ("dataset", "model", "modality", "modality_name", "train_examples", "n", "runs", "mean", "std", "best",
                "paper_mean", "difference", "train_subset_size")
 
 
@@ -240,7 +240,7 @@ def csv_text(collected: Collected) -> str:
     writer.writerow(CSV_COLUMNS)
     for cell, st in collected.stats.items():
         subset = sorted(set(st.subset_sizes))
-        writer.writerow([cell.dataset, cell.model, cell.modality, variant_name(cell.modality), cell.train_examples,
+        writer.writerow([cell.dataset, cell.model, cell.modality, modality_display_name(cell.modality), cell.train_examples,
                          st.n, st.runs, _number(st.mean), _number(st.std), int(st.best), _number(st.paper),
                          _number(st.difference), subset[0] if len(subset) == 1 else ""])
     return buffer.getvalue()
@@ -268,7 +268,7 @@ def latex(collected: Collected) -> str:
     grid = collected.grid
     lines = [f"% Table 1 of grid {_latex_escape(str(grid.path))}, written by `grid.py report`. "
              "Needs \\usepackage{booktabs}.",
-             "% Mean $\\pm$ population std over n runs; bold: best variant of an encoder per column; "
+             "% Mean $\\pm$ population std over n runs; bold: best modality of a model per column; "
              "-- : no finished run; paper: the original's stated mean (MobileNetV2)."]
     for dataset in grid.datasets:
         labels = [_latex_escape(collected.column_label(dataset, size)) for size in grid.train_examples]
@@ -281,8 +281,8 @@ def latex(collected: Collected) -> str:
         for model, modality, row in _rows(collected, dataset):
             if previous is not None and model != previous:
                 lines.append("\\midrule")
-            name = _latex_escape(encoder_name(model)) if model != previous else ""
-            lines.append(f"{name} & {_latex_escape(variant_name(modality))} & "
+            name = _latex_escape(model_display_name(model)) if model != previous else ""
+            lines.append(f"{name} & {_latex_escape(modality_display_name(modality))} & "
                          + " & ".join(latex_cell(st) for st in row) + " \\\\")
             previous = model
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
@@ -299,7 +299,7 @@ def _size_tick(collected: Collected, dataset: str, size: int) -> str:
 
 def figure_png(collected: Collected) -> bytes:
     """Accuracy against training-set size: a row of panels per dataset, a panel per encoder, a line
-    per variant (mean, with population-std error bars); the paper's MobileNetV2 means as hollow marks."""
+    per modality (mean, with population-std error bars); the paper's MobileNetV2 means as hollow marks."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -328,7 +328,7 @@ def figure_png(collected: Collected) -> bytes:
                     shift = (k - (len(grid.modalities) - 1) / 2) * 0.06  # keep error bars apart
                     axis.errorbar([x + shift for x, _ in points], [st.mean for _, st in points],
                                   yerr=[st.std for _, st in points], color=color, marker="o", markersize=4,
-                                  linewidth=1.6, capsize=3, label=variant_name(modality))
+                                  linewidth=1.6, capsize=3, label=modality_display_name(modality))
                 paper = [(positions[s], paper_accuracy(dataset, model, modality, s)) for s in sizes]
                 paper = [(x, v) for x, v in paper if v is not None]
                 if paper:
@@ -346,12 +346,12 @@ def figure_png(collected: Collected) -> bytes:
             axis.set_xticklabels([_size_tick(collected, dataset, s) for s in sizes])
             axis.set_xlim(-0.4, len(sizes) - 0.6)
             axis.grid(True, alpha=0.3)
-            axis.set_title(f"{dataset} · {encoder_name(model)}", fontsize=10)
+            axis.set_title(f"{dataset} · {model_display_name(model)}", fontsize=10)
             if c == 0:
                 axis.set_ylabel("test accuracy (%)")
             if r == rows - 1:
                 axis.set_xlabel("training images")
-    handles = [Line2D([], [], color=COLORS.get(m, f"C{k + 3}"), marker="o", label=variant_name(m))
+    handles = [Line2D([], [], color=COLORS.get(m, f"C{k + 3}"), marker="o", label=modality_display_name(m))
                for k, m in enumerate(grid.modalities)]
     if any_paper:
         handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":",

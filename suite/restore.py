@@ -6,7 +6,7 @@ run's numbers come from:
 - Checkpoints written by train.py carry the full training config and the run's seed (its 0-based
   index). The data are rebuilt from that config, so the memory pool is the run's own training subset.
 - Checkpoints of the original suite hold only the seven original keys. The config is then the
-  original recipe (`ORIGINAL_RECIPE`, the values of the original config/train.yaml) with the
+  original recipe (`ORIGINAL_CONFIG`, the values of the original config/train.yaml) with the
   checkpoint's model, dataset, size, classes and memory size filled in. The seed comes from the file
   name, `<k>.pt` -> k - 1, as the original eval_dir.py did (train.py seeds run k with k - 1); any
   other name gets 42, the split seed that the original eval.py and the explanation scripts used.
@@ -25,14 +25,14 @@ import torch
 
 import architectures
 from .run_files import RUN_FILE, load_checkpoint, run_checkpoints
-from .config import TrainSettings, validate
+from .config import TrainSettings, run_seed, validate
 from .data import RunData, build_run_data
 from .datasets import get_spec, list_datasets
 from .cli import CheckpointError, ConfigError, UserError
 from .recipe import build_model, resolve_device
 
 ORIGINAL_SPLIT_SEED = 42  # the split seed of the original eval.py and explanation scripts
-ORIGINAL_RECIPE: dict[str, Any] = {  # the original config/train.yaml, less the per-cell keys
+ORIGINAL_CONFIG: dict[str, Any] = {  # the original config/train.yaml, less the per-cell keys
     "save": True, "runs": 15, "batch_size_train": 128, "batch_size_test": 500, "dataset_dir": "datasets",
     "optimizer": {"name": "sgd", "learning_rate": 0.1, "weight_decay": 5e-4, "momentum": 0.9, "nesterov": True},
 }
@@ -79,7 +79,7 @@ def seed_from_name(path: Path) -> int:
     """Original-suite checkpoints: `<k>.pt` is run k, trained with seed k - 1; other names get 42."""
     match = RUN_FILE.match(Path(path).name)
     if match and int(match.group(1)) >= 1:
-        return int(match.group(1)) - 1
+        return run_seed(int(match.group(1)))
     return ORIGINAL_SPLIT_SEED
 
 
@@ -91,7 +91,7 @@ def _original_config(checkpoint: dict) -> dict:
     except UserError:
         section = {"num_epochs": 1}
     section.update(num_classes=int(checkpoint["num_classes"]), mem_examples=int(checkpoint["mem_examples"]))
-    return copy.deepcopy(ORIGINAL_RECIPE) | {name: section, "model": checkpoint["model_name"], "dataset_name": name,
+    return copy.deepcopy(ORIGINAL_CONFIG) | {name: section, "model": checkpoint["model_name"], "dataset_name": name,
                                               "train_examples": int(checkpoint["train_examples"])}
 
 

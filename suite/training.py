@@ -314,7 +314,7 @@ def save_checkpoint(settings: TrainSettings, state: RunState, evaluation: Evalua
         "num_classes": settings.num_classes, "modality": settings.modality,
         "dataset_name": settings.dataset_name, "run": run, "seed": run_seed(run),
         "accuracy": evaluation.accuracy, "config": settings.config,
-    }, checkpoint_path(settings.output_dir, run))
+    }, checkpoint_path(settings.cell_folder, run))
 
 
 def train_run(settings: TrainSettings, run: int, device: torch.device | None = None, resume: bool = True,
@@ -327,7 +327,7 @@ def train_run(settings: TrainSettings, run: int, device: torch.device | None = N
     Writes `<run>.metrics.csv` as it trains, then `<run>.pt` (if `save`) and the record `<run>.json`.
     """
     device = device or resolve_device(settings.config["device"])
-    folder = settings.output_dir
+    folder = settings.cell_folder
     prepared = preflight(settings, run, device)
     with run_lock(folder, run) as lock:
         remove_leftovers(folder)  # temporary files of writes killed earlier
@@ -371,7 +371,7 @@ def summary_line(accuracies: list[float]) -> str:
 
 def prepare_folder(settings: TrainSettings, continue_train: bool, overwrite: bool) -> dict[int, dict]:
     """Finished runs to keep; refuses to mix with earlier results unless asked to resume or overwrite."""
-    folder = settings.output_dir
+    folder = settings.cell_folder
     leftovers = sorted(folder.glob("*.resume.pt"))
     if overwrite:
         for path in (leftovers + list(record_files(folder).values()) + [p for p in folder.glob("*.pt") if p.stem.isdigit()]

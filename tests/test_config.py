@@ -37,9 +37,9 @@ def test_dotted_overrides_reach_nested_keys():
                          ["dataset_name=CIFAR10", "CIFAR10.num_epochs=2", "optimizer.learning_rate=1e-2",
                           "CIFAR10.opt_milestones=[1]"])
     settings = TrainSettings(config, "memory")
-    assert settings.num_epochs == 2 and settings.dataset["opt_milestones"] == [1]
+    assert settings.num_epochs == 2 and settings.section["opt_milestones"] == [1]
     assert config["optimizer"]["learning_rate"] == 0.01
-    assert settings.output_dir == Path("models/CIFAR10/memory/mobilenet/1000")
+    assert settings.cell_folder == Path("models/CIFAR10/memory/mobilenet/1000")
 
 
 def test_exponent_without_a_dot_is_a_float():

@@ -67,15 +67,15 @@ def test_cuda_run_with_amp_resumes_to_the_same_numbers(tmp_path, tiny_dataset_di
     killed = _settings(tmp_path / "killed", tiny_dataset_dir, modality)
     with pytest.raises(_Killed):
         train_run(killed, 1, epoch_callbacks=[kill])
-    saved = torch.load(killed.output_dir / "1.resume.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(killed.cell_folder / "1.resume.pt", map_location="cpu", weights_only=True)
     assert saved["state"]["scaler"]["scale"] > 0  # AMP was on: the scaler's state is part of the resume file
     resumed = train_run(killed, 1, resume=True, epoch_callbacks=[keep("resumed")]).record
     assert whole["device"] == resumed["device"] == GPU
     assert at_end["resumed"] == at_end["whole"]
     assert resumed["loss"] == pytest.approx(whole["loss"], rel=1e-5)
     assert resumed["pass_accuracies"] == pytest.approx(whole["pass_accuracies"], abs=2.0)  # 1 image of 50
-    first = load_checkpoint(whole_settings.output_dir / "1.pt")["model_state_dict"]
-    again = load_checkpoint(killed.output_dir / "1.pt")["model_state_dict"]
+    first = load_checkpoint(whole_settings.cell_folder / "1.pt")["model_state_dict"]
+    again = load_checkpoint(killed.cell_folder / "1.pt")["model_state_dict"]
     assert all(torch.allclose(first[k].float(), again[k].float(), atol=1e-4) for k in first)
 
 
@@ -83,7 +83,7 @@ def test_a_gpu_run_evaluates_again_to_its_record(tmp_path, tiny_dataset_dir):
     """A run's evaluation on the GPU repeats exactly when evaluated again on the GPU."""
     settings = _settings(tmp_path, tiny_dataset_dir, CIFAR10=dict(SECTION, num_epochs=1))
     record = train_run(settings, 1).record
-    restored = restore_run(settings.output_dir / "1.pt", CheckpointOptions(device=GPU))
+    restored = restore_run(settings.cell_folder / "1.pt", CheckpointOptions(device=GPU))
     again = evaluate(restored.model, restored.data, len(record["pass_accuracies"]))
     assert list(again.pass_accuracies) == record["pass_accuracies"] and again.loss == pytest.approx(record["loss"])
 

@@ -22,13 +22,13 @@ from suite.journal import quality_commands
 from suite.journal.cfproto import CFProtoOptions
 from suite.journal.counterfactual_quality import CounterfactualSettings, memory_counterfactuals, score_rows
 from suite.journal.autoencoders import (
-    AutoencoderRecipe, autoencoder_folder, load_run_autoencoders, mean_squared_error, train_run_autoencoders,
+    AutoencoderTraining, autoencoder_folder, load_run_autoencoders, mean_squared_error, train_run_autoencoders,
 )
 from suite.journal.example_quality import (
     NO_EXAMPLE, ExampleQuality, choose_and_score, example_quality_run, first_candidate, rank_by_distance,
     rank_randomly,
 )
-from suite.journal.memory_batch import MemoryBatch
+from suite.explain import MemoryBatch
 from suite.data import WHOLE_SPLIT, training_subset
 from suite.restore import CheckpointOptions, restore_run
 from trained_runs import trained_runs
@@ -227,12 +227,12 @@ def cell(runs, tmp_path) -> Path:
     return folder
 
 
-TINY_RECIPE = AutoencoderRecipe(epochs=1, batch_size=32)
+TINY_TRAINING = AutoencoderTraining(epochs=1, batch_size=32)
 
 
 def test_autoencoders_train_on_the_run_split_resume_and_refuse_foreign_splits(cell):
     restored = restore_run(cell / "1.pt", CPU)
-    first = train_run_autoencoders(restored, TINY_RECIPE)
+    first = train_run_autoencoders(restored, TINY_TRAINING)
     # The journal's data: the whole training split of the run's split seed, not the run's subset.
     split = training_subset(restored.settings.config, restored.seed, "cpu", WHOLE_SPLIT)
     assert len(split) > len(restored.data.train) and set(restored.data.train.indices) <= set(split.indices)
@@ -242,16 +242,16 @@ def test_autoencoders_train_on_the_run_split_resume_and_refuse_foreign_splits(ce
     assert all(a.trained_now and len(a.train_losses) == 1 and math.isfinite(a.train_losses[0]) for a in first)
     folder = autoencoder_folder(cell / "1.pt")
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
-    again = train_run_autoencoders(restored, TINY_RECIPE)  # resume: nothing retrained
+    again = train_run_autoencoders(restored, TINY_TRAINING)  # resume: nothing retrained
     assert not any(a.trained_now for a in again)
     assert stamps == {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     loaded = load_run_autoencoders(restored)
     full_test = restored.data.test.images
     assert mean_squared_error(loaded.full, restored.data, full_test) == pytest.approx(first[-1].test_mse, rel=1e-5)
-    retrained = train_run_autoencoders(restored, TINY_RECIPE, overwrite=True)  # seeded: the same weights
+    retrained = train_run_autoencoders(restored, TINY_TRAINING, overwrite=True)  # seeded: the same weights
     assert [a.train_losses for a in retrained] == [a.train_losses for a in first]
-    with pytest.raises(UserError, match="another split or recipe"):
-        train_run_autoencoders(restored, AutoencoderRecipe(epochs=2))
+    with pytest.raises(UserError, match="another split or other training settings"):
+        train_run_autoencoders(restored, AutoencoderTraining(epochs=2))
     # run 2 (seed 1, another subset) must not use run 1's autoencoders
     (folder.parent / "run_2").symlink_to(folder, target_is_directory=True)
     with pytest.raises(UserError, match="another split"):
@@ -348,7 +348,7 @@ def test_every_figure_and_search_of_a_run_uses_its_normalization(runs, tmp_path,
     for baseline in ("ones", "black"):
         commands.heatmaps(str(folder / "1.pt"), CheckpointOptions(device="cpu", batch_size_test=2), max_images=2,
                           baseline=baseline, images_dir=tmp_path / "images", **quiet)
-    quality_commands.train_autoencoders(str(folder), CPU, TINY_RECIPE, note=lambda _: None, **quiet)
+    quality_commands.train_autoencoders(str(folder), CPU, TINY_TRAINING, note=lambda _: None, **quiet)
     search = CFProtoOptions(max_iterations=4, c_steps=1, c_init=1000.0, theta=1.0)
     quality_commands.counterfactual_quality(str(folder), CheckpointOptions(device="cpu", batch_size_test=6),
                                             CounterfactualSettings(search, max_inputs=6, figure_inputs=2),
@@ -407,13 +407,13 @@ def test_every_stream_the_scripts_draw_from_is_a_pinned_one(runs, cell, tmp_path
 
     settings = TrainSettings(validate(raw, list_datasets()), "encoder_memory")
     train_run(settings, 1)
-    folder, options, quiet = settings.output_dir, CheckpointOptions(device="cpu", batch_size_test=10), lambda _: None
+    folder, options, quiet = settings.cell_folder, CheckpointOptions(device="cpu", batch_size_test=10), lambda _: None
     commands.explanation_accuracy(str(folder), options, passes=1, json_path="", out=quiet)
     majority_vote_folder(str(folder), options, passes=1, json_path="", out=quiet)
     commands.memory_images(str(folder / "1.pt"), options, max_images=2, images_dir=tmp_path / "images", out=quiet)
     commands.heatmaps(str(folder / "1.pt"), options, max_images=1, images_dir=tmp_path / "images", out=quiet)
     quality_commands.explanation_quality(str(folder), options, out=quiet, note=quiet)
-    quality_commands.train_autoencoders(str(folder), options, TINY_RECIPE, out=quiet, note=quiet)
+    quality_commands.train_autoencoders(str(folder), options, TINY_TRAINING, out=quiet, note=quiet)
     search = CFProtoOptions(max_iterations=2, c_steps=1, theta=1.0)
     quality_commands.counterfactual_quality(str(folder), options, CounterfactualSettings(search, max_inputs=4),
                                             out=quiet, note=quiet)
@@ -436,7 +436,7 @@ def test_bad_inputs_are_one_line_errors(runs, cell):
     with pytest.raises(UserError, match="std model"):
         quality_commands.explanation_quality(str(runs.folders["std"]), CPU, note=lambda _: None)
     with pytest.raises(UserError, match="std model"):
-        quality_commands.train_autoencoders(str(runs.folders["std"]), CPU, TINY_RECIPE, note=lambda _: None)
+        quality_commands.train_autoencoders(str(runs.folders["std"]), CPU, TINY_TRAINING, note=lambda _: None)
     with pytest.raises(UserError, match="--dataset=SVHN does not match"):
         quality_commands.counterfactual_quality(str(cell), CheckpointOptions(device="cpu", dataset="SVHN"),
                                                 note=lambda _: None)

@@ -19,6 +19,7 @@ from suite.cli import UserError
 from suite.data import MemorySampler
 from suite.explain import ExplanationCounts, ModelExplanation, count_explanations, select_memories
 from suite.restore import CheckpointOptions, restore_run
+from suite.stats import mean_and_std
 
 CPU = CheckpointOptions(device="cpu")
 FIGURE_CPU = CheckpointOptions(batch_size_test=3, device="cpu")
@@ -82,7 +83,7 @@ def test_every_path_classifies_with_the_labels_of_the_memory_it_encodes(runs, tm
 
     monkeypatch.setattr(MemorySampler, "draw", recorded)
     monkeypatch.setattr(MemoryWrapNet, "classify", paired)
-    folder, options = settings.output_dir, CheckpointOptions(device="cpu", batch_size_test=25)
+    folder, options = settings.cell_folder, CheckpointOptions(device="cpu", batch_size_test=25)
     commands.evaluate_folder(str(folder), options, passes=1, json_path="", out=_quiet)
     commands.explanation_accuracy(str(folder), options, passes=1, json_path="", out=_quiet)
     majority_vote_folder(str(folder), options, passes=1, json_path="", out=_quiet)
@@ -115,8 +116,9 @@ def test_a_group_without_cases_is_n_a_not_nan():
     assert counts.explanation_accuracy == 100.0 and counts.example_accuracy == 50.0
     model = ModelExplanation([counts, counts])
     assert model.counterfactual_accuracy is None and model.example_accuracy == 50.0
-    summary = {"explanation": explain.mean_and_std([100.0, 90.0]), "counterfactual": explain.mean_and_std([None]),
-               "example": explain.mean_and_std([50.0, None, 70.0])}
+    summary = {key: dict(zip(("mean", "std"), mean_and_std(values))) for key, values in
+               (("explanation_accuracy", [100.0, 90.0]), ("counterfactual_accuracy", [None]),
+                ("example_accuracy", [50.0, None, 70.0]))}
     assert commands.explanation_line(summary) == (
         "Explanation accuracy (mean):95.00\t(std_dev):5.00\tcounterfactual acc mean:n/a\t"
         "counterfactual std:n/a\texample acc mean:60.00\texample std:10.00")
@@ -194,11 +196,12 @@ def test_explanation_accuracy_script(runs, tmp_path, modality):
         plain = _plain_explanation_counts(restore_run(folder / f"{record['run']}.pt", CPU), passes=5)
         assert [{k: counts[k] for k in keys} for counts in record["passes"]] == plain
     assert any(counts["counterfactual_total"] for r in payload["runs"] for counts in r["passes"])  # both kinds occur
-    mean, std = explain.mean_and_std([r["explanation_accuracy"] for r in payload["runs"]])
+    mean, std = mean_and_std([r["explanation_accuracy"] for r in payload["runs"]])
     assert match.group(1) == f"{mean:.2f}" and match.group(2) == f"{std:.2f}"
     # Same numbers again in-process: every draw is seeded by the run.
     again = explain.explain_run(restore_run(folder / "1.pt", CPU), passes=5)
-    assert again.as_dict() == {k: v for k, v in payload["runs"][0].items() if k not in ("run", "checkpoint", "seed")}
+    assert again.as_dict() == {k: v for k, v in payload["runs"][0].items() if k not in ("run", "checkpoint", "seed",
+                                                                                "minutes")}
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Extending the suite: an encoder, a dataset and an attribution method are each one registration,
 and the whole pipeline (training, checkpoints, evaluation, heat maps) then takes them.
 
-These are the worked examples of the README's "Extending the suite" section, run for real.
+These are the worked examples of docs/extending.md, run for real.
 """
 from __future__ import annotations
 
@@ -90,17 +90,17 @@ def test_a_new_encoder_dataset_and_attribution_go_through_the_whole_pipeline(ext
     record = train_run(settings, 1).record
     assert record["train_subset_size"] == 80 and record["accuracy"] > 60.0  # 3 classes: chance is 33 %
 
-    restored = restore_run(settings.output_dir / "1.pt", CheckpointOptions(device="cpu"))
+    restored = restore_run(settings.cell_folder / "1.pt", CheckpointOptions(device="cpu"))
     assert isinstance(restored.model, TinyConvNet) and restored.model.conv.out_channels == 12
     assert evaluate(restored.model, restored.data, 2).pass_accuracies == tuple(record["pass_accuracies"])
 
-    figures = commands.heatmaps(str(settings.output_dir / "1.pt"), CheckpointOptions(batch_size_test=1, device="cpu"),
+    figures = commands.heatmaps(str(settings.cell_folder / "1.pt"), CheckpointOptions(batch_size_test=1, device="cpu"),
                                 max_images=1, method="gradient_x_input", method_options={"scale": 2.0},
                                 images_dir=tmp_path / "images", out=lambda _: None)
     assert [p.name for p in figures] == ["0.png"]
     assert figures[0].parent == tmp_path / "images" / "saliency" / "STRIPES" / "encoder_memory" / "tiny_conv"
     with pytest.raises(Exception, match="--n_steps does not apply to --method=gradient_x_input"):
-        commands.heatmaps(str(settings.output_dir / "1.pt"), CheckpointOptions(device="cpu"),
+        commands.heatmaps(str(settings.cell_folder / "1.pt"), CheckpointOptions(device="cpu"),
                           method="gradient_x_input", method_options={"n_steps": 3}, images_dir=tmp_path)
 
 

@@ -28,7 +28,7 @@ from suite.gridspec import Cell, load_grid
 REPO = Path(__file__).resolve().parents[1]
 MODALITIES = ["std", "memory", "encoder_memory"]
 TINY_VIT = {"patches": 4, "depth": 1, "hidden": 32, "heads": 2, "mlp_hidden": 32}
-VARIANT_COLORS = {"std": (0x1F, 0x77, 0xB4), "memory": (0x7F, 0x7F, 0x7F), "encoder_memory": (0xD6, 0x27, 0x28)}
+MODALITY_COLORS = {"std": (0x1F, 0x77, 0xB4), "memory": (0x7F, 0x7F, 0x7F), "encoder_memory": (0xD6, 0x27, 0x28)}
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def test_grid_file_yields_cells_and_their_settings(tmp_path):
     settings = grid.cell_settings(Cell("DIGITS", "vit", 60, "memory"))
     assert settings.model == "vit" and settings.config["model_options"] == TINY_VIT
     assert settings.train_examples == 60 and settings.num_epochs == 1 and settings.config["runs"] == 2
-    assert settings.output_dir == tmp_path / "models" / "DIGITS" / "memory" / "vit" / "60"
+    assert settings.cell_folder == tmp_path / "models" / "DIGITS" / "memory" / "vit" / "60"
     assert grid.cell_settings(cells[0]).config["model_options"] == {}
 
 
@@ -151,7 +151,7 @@ def test_table1_grid_is_the_papers_full_grid(monkeypatch):
         cnn = grid.cell_settings(Cell(dataset, "resnet18", 1000, "encoder_memory"), names)
         assert cnn.num_epochs == epochs[dataset] and cnn.config["optimizer"]["name"] == "sgd"
         vit = grid.cell_settings(Cell(dataset, "vit", 1000, "std"), names)
-        assert vit.config["optimizer"]["name"] == "adam" and vit.dataset["lr_schedule"] == "warmup_cosine"
+        assert vit.config["optimizer"]["name"] == "adam" and vit.section["lr_schedule"] == "warmup_cosine"
 
 
 def test_plan_splits_runs_by_their_records_and_resume_files(tmp_path):
@@ -169,17 +169,17 @@ def test_plan_splits_runs_by_their_records_and_resume_files(tmp_path):
     assert [task.run for task in plan.todo] == [2, 1, 2, 3] and plan.total == 6
     other = {"settings": dict(settings[b].comparable_json(), eval_passes=9)}
     for run in (1, 3):  # the first and the last run of the grid alike
-        with pytest.raises(UserError, match=rf"'{settings[b].output_dir}' holds run {run} trained with other "
+        with pytest.raises(UserError, match=rf"'{settings[b].cell_folder}' holds run {run} trained with other "
                                             r"settings \(differs in: eval_passes\)"):
             plan_runs(grid, settings, {b: {run: other}}, set())
     # make_plan reads the same from disk; a damaged record stops it with one line naming the file.
-    settings[a].output_dir.mkdir(parents=True)
-    (settings[a].output_dir / "1.resume.pt").write_bytes(b"")
-    (settings[a].output_dir / "2.json").write_text("{")
-    with pytest.raises(UserError, match=rf"run record '{settings[a].output_dir / '2.json'}' is not valid JSON; "
+    settings[a].cell_folder.mkdir(parents=True)
+    (settings[a].cell_folder / "1.resume.pt").write_bytes(b"")
+    (settings[a].cell_folder / "2.json").write_text("{")
+    with pytest.raises(UserError, match=rf"run record '{settings[a].cell_folder / '2.json'}' is not valid JSON; "
                                         "delete it to train run 2 again"):
         make_plan(grid)
-    (settings[a].output_dir / "2.json").write_text(json.dumps(dict(good, run=2)))
+    (settings[a].cell_folder / "2.json").write_text(json.dumps(dict(good, run=2)))
     plan = make_plan(grid)
     assert [(t.cell, t.run) for t, _ in plan.done] == [(a, 2)] and plan.resumable == {f"{a.label} run 1"}
 
@@ -199,15 +199,15 @@ def test_execute_skips_a_locked_run_and_never_retrains_a_finished_one(tmp_path):
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",)))
     cell = Cell("DIGITS", "vit", 40, "encoder_memory")
     task = RunTask(cell, grid.cell_settings(cell), 1)
-    with run_lock(task.folder, task.run):  # another process (here: this one) trains it
+    with run_lock(task.cell_folder, task.run):  # another process (here: this one) trains it
         assert execute(task).status == BUSY
-    assert not (task.folder / "1.json").exists()
+    assert not (task.cell_folder / "1.json").exists()
     first = execute(task)
     assert first.status == TRAINED and first.record["run"] == 1
-    before = (task.folder / "1.json").read_text()
+    before = (task.cell_folder / "1.json").read_text()
     assert execute(task).status == ALREADY_DONE
-    assert (task.folder / "1.json").read_text() == before
-    assert sorted(p.name for p in task.folder.iterdir()) == ["1.json", "1.metrics.csv", "1.pt"]  # no lock left
+    assert (task.cell_folder / "1.json").read_text() == before
+    assert sorted(p.name for p in task.cell_folder.iterdir()) == ["1.json", "1.metrics.csv", "1.pt"]  # no lock left
 
 
 # ---- the local executor -------------------------------------------------------------------------
@@ -426,7 +426,7 @@ def test_report_numbers_are_the_results_computed_by_hand(local_grid):
     pixels = _png_pixels(folder / "report" / "accuracy_vs_size.png")
     assert pixels.shape[0] > 300 and pixels.shape[1] > 500
     assert (pixels.min(axis=-1) < 0.5).mean() > 0.01  # not blank: text, axes and lines
-    assert all(_has_colour(pixels, rgb) for rgb in VARIANT_COLORS.values())  # one line per variant
+    assert all(_has_colour(pixels, rgb) for rgb in MODALITY_COLORS.values())  # one line per variant
 
 
 def _fake_record(settings: dict, cell: Cell, run: int, accuracy: float, subset: int) -> dict:
@@ -508,7 +508,7 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
 
     pixels = _png_pixels(paths["figure"])
     assert (pixels.min(axis=-1) < 0.5).mean() > 0.01
-    assert _has_colour(pixels, VARIANT_COLORS["std"]) and _has_colour(pixels, VARIANT_COLORS["encoder_memory"])
+    assert _has_colour(pixels, MODALITY_COLORS["std"]) and _has_colour(pixels, MODALITY_COLORS["encoder_memory"])
 
 
 def _write_metrics(folder: Path, run: int, losses: list[float], tests: list[float | None]) -> None:
@@ -545,17 +545,17 @@ def test_training_curves_are_mean_and_std_over_the_counted_runs(paper_grid):
     full = folder / "models/SVHN/std/mobilenet/100000/1.metrics.csv"  # a record of an earlier version
     assert notes[1:] == [f"no metrics file '{full}' (run trained by an earlier version?)"]
     pixels = _png_pixels(paths[0])
-    assert _has_colour(pixels, VARIANT_COLORS["std"]) and _has_colour(pixels, VARIANT_COLORS["encoder_memory"])
+    assert _has_colour(pixels, MODALITY_COLORS["std"]) and _has_colour(pixels, MODALITY_COLORS["encoder_memory"])
 
 
 def test_report_names_encoders_and_variants_from_the_registries(paper_grid, monkeypatch):
     """A new encoder or head brings its display name; the report needs no edit (issue 10)."""
     from architectures import base as registry
-    from suite.report import encoder_name, variant_name
+    from suite.report import model_display_name, modality_display_name
 
     monkeypatch.setitem(registry._DISPLAY_NAMES, "mobilenet", "A new name")
-    assert encoder_name("mobilenet") == "A new name" and encoder_name("wrn28_10") == "WRN-28-10"
-    assert [variant_name(m) for m in ("std", "memory", "encoder_memory", "matching", "protonet")] == [
+    assert model_display_name("mobilenet") == "A new name" and model_display_name("wrn28_10") == "WRN-28-10"
+    assert [modality_display_name(m) for m in ("std", "memory", "encoder_memory", "matching", "protonet")] == [
         "Std", "Only Memory", "Memory Wrap", "Matching Networks", "ProtoNet"]
     grid, folder = paper_grid
     from suite.report import write_report

@@ -271,7 +271,7 @@ def test_majority_vote_of_a_cell_reports_the_recorded_accuracy(journal_grid):
             assert voted[f"pass_{name}_accuracies"] == per_pass
             assert voted[f"{name}_accuracy"] == pytest.approx(sum(per_pass) / 2)
     mean, std = population_stats([r["mvy_accuracy"] for r in payload["runs"]])
-    assert payload["summary"]["mvy"] == pytest.approx({"mean": mean, "std": std})
+    assert payload["summary"]["mvy_accuracy"] == pytest.approx({"mean": mean, "std": std})
     assert f"MVY Accuracy:{mean:.2f} | Std Dev:{std:.2f}" in stdout.splitlines()[-1]
 
 
@@ -299,8 +299,8 @@ def test_majority_vote_refuses_std_models(tmp_path):
                                "train_examples=40", "batch_size_train=40")
     train_run(settings, 1)
     with pytest.raises(UserError, match="std model"):
-        majority_vote_folder(str(settings.output_dir), CPU, out=lambda _: None)
-    assert not (settings.output_dir / MAJORITY_VOTE_FILE).exists()
+        majority_vote_folder(str(settings.cell_folder), CPU, out=lambda _: None)
+    assert not (settings.cell_folder / MAJORITY_VOTE_FILE).exists()
 
 
 # ---- the comparison table from given records --------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from architectures import base as registry, display_name, get_model, shufflenet, wide_resnet
+from architectures import base as registry, get_model, model_display_name, shufflenet, wide_resnet
 from architectures.base import LinearHead
 
 MODALITIES = ("std", "memory", "encoder_memory")
@@ -48,7 +48,7 @@ def test_parameter_counts_match_the_journal(name: str) -> None:
         model = build_on_meta(name, 10, modality)
         assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected, modality
         assert model.feature_dim == feature_dim
-    assert display_name(name) == shown
+    assert model_display_name(name) == shown
 
 
 @pytest.mark.parametrize("name", EXPECTED_COUNTS)

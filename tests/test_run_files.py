@@ -1,6 +1,5 @@
 """What a run leaves on disk, and how it survives other processes, kills and full disks: run locks
-without flock, leftovers of killed writes, one record file per run (and former results.jsonl
-files), per-epoch metrics (CSV and TensorBoard), ENOSPC during a checkpoint or a record.
+without flock, leftovers of killed writes, one record file per run, per-epoch metrics (CSV and TensorBoard), ENOSPC during a checkpoint or a record.
 
 Runs here are a tiny ViT on DIGITS (40 training images, 3 epochs): a fraction of a second each.
 """
@@ -65,7 +64,7 @@ def reference(tmp_path_factory):
     """One uninterrupted run without eval_every: its record, metrics rows and weights."""
     settings = tiny_settings(tmp_path_factory.mktemp("reference"))
     result = train_run(settings, 1)
-    return result.record, read_metrics(metrics_path(settings.output_dir, 1)), settings.output_dir / "1.pt"
+    return result.record, read_metrics(metrics_path(settings.cell_folder, 1)), settings.cell_folder / "1.pt"
 
 
 # ---- locks --------------------------------------------------------------------------------------
@@ -256,15 +255,15 @@ def test_a_damaged_record_is_one_line_naming_the_file(tmp_path, content, problem
 def test_eval_every_logs_test_accuracy_without_changing_the_training(tmp_path):
     # AutoAugment draws from the global RNG: an evaluation that touched it would change the training.
     plain = tiny_settings(tmp_path / "plain", "encoder_memory", "autoaugment=true")
-    record, checkpoint = train_run(plain, 1).record, plain.output_dir / "1.pt"
-    rows = read_metrics(metrics_path(plain.output_dir, 1))
+    record, checkpoint = train_run(plain, 1).record, plain.cell_folder / "1.pt"
+    rows = read_metrics(metrics_path(plain.cell_folder, 1))
     settings = tiny_settings(tmp_path / "evaluated", "encoder_memory", "autoaugment=true", "eval_every=1")
     evaluated = train_run(settings, 1).record
     for key in ("accuracy", "loss", "pass_accuracies", "train_indices_sha256"):
         assert evaluated[key] == record[key], key
-    before, after = load_checkpoint(checkpoint)["model_state_dict"], load_checkpoint(settings.output_dir / "1.pt")
+    before, after = load_checkpoint(checkpoint)["model_state_dict"], load_checkpoint(settings.cell_folder / "1.pt")
     assert all(torch.equal(before[k], after["model_state_dict"][k]) for k in before)
-    logged = read_metrics(metrics_path(settings.output_dir, 1))
+    logged = read_metrics(metrics_path(settings.cell_folder, 1))
     assert without_seconds(logged) == [dict(row, test_accuracy=logged[i]["test_accuracy"])
                                        for i, row in enumerate(without_seconds(rows))]
     assert [row["epoch"] for row in logged] == [1, 2, 3] and all(row["test_accuracy"] is None for row in rows)
@@ -272,7 +271,7 @@ def test_eval_every_logs_test_accuracy_without_changing_the_training(tmp_path):
     # The same seeded evaluation memories: the last epoch's test accuracy is the run's recorded accuracy.
     assert logged[-1]["test_accuracy"] == record["accuracy"]
     assert all(0.0 <= row["test_accuracy"] <= 100.0 for row in logged)
-    header = metrics_path(settings.output_dir, 1).read_text().splitlines()[0]
+    header = metrics_path(settings.cell_folder, 1).read_text().splitlines()[0]
     assert header == ",".join(COLUMNS)
 
 
@@ -281,7 +280,7 @@ def test_a_resumed_run_has_every_epoch_once_in_its_metrics(tmp_path, reference):
     settings = tiny_settings(tmp_path)
     with pytest.raises(Killed):
         train_run(settings, 1, epoch_callbacks=[kill_after(2)])
-    path = metrics_path(settings.output_dir, 1)
+    path = metrics_path(settings.cell_folder, 1)
     assert [row["epoch"] for row in read_metrics(path)] == [1, 2]
     # A kill after epoch 3's row but before its resume file, and a later half-written line:
     with open(path, "a") as stream:
@@ -328,8 +327,8 @@ def test_tensorboard_events_are_the_csv_and_a_resume_purges_the_lost_epoch(tmp_p
         train_run(settings, 1)
     monkeypatch.setattr(suite.training, "save_torch_file", save)
     train_run(settings, 1)
-    rows = read_metrics(metrics_path(settings.output_dir, 1))
-    events = EventAccumulator(str(settings.output_dir / "tensorboard" / "1"))
+    rows = read_metrics(metrics_path(settings.cell_folder, 1))
+    events = EventAccumulator(str(settings.cell_folder / "tensorboard" / "1"))
     events.Reload()
     for tag, column in (("train/loss", "loss"), ("train/accuracy", "train_accuracy"),
                         ("learning_rate", "learning_rate"), ("test/accuracy", "test_accuracy")):
@@ -377,7 +376,7 @@ def test_the_vit_recipes_first_warm_up_epoch_is_logged_with_learning_rate_zero(t
                              "optimizer.warmup_epochs=2",
                              "DIGITS.lr_schedule=warmup_cosine")
     train_run(settings, 1)
-    rows = read_metrics(metrics_path(settings.output_dir, 1))
+    rows = read_metrics(metrics_path(settings.cell_folder, 1))
     assert [row["learning_rate"] for row in rows][:2] == [0.0, pytest.approx(0.0005)]
 
 
@@ -391,7 +390,7 @@ def test_tensorboard_asked_without_the_package_is_one_line(tmp_path, monkeypatch
     with pytest.raises(ConfigError, match="^config key 'tensorboard' is true but the tensorboard package is not "
                                           "installed; pip install tensorboard, or set tensorboard: false$"):
         train_run(settings, 1)
-    assert not settings.output_dir.exists()
+    assert not settings.cell_folder.exists()
 
 
 # ---- a full disk ----------------------------------------------------------------------------------
@@ -399,7 +398,7 @@ def test_tensorboard_asked_without_the_package_is_one_line(tmp_path, monkeypatch
 def test_a_full_disk_during_a_write_is_one_line_and_the_run_resumes(tmp_path, monkeypatch, reference, target):
     record, rows, _ = reference
     settings = tiny_settings(tmp_path)
-    folder = settings.output_dir
+    folder = settings.cell_folder
     write, writes = run_files._write_all, []
 
     def disk_full(handle: int, data: bytes) -> None:

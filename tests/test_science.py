@@ -326,7 +326,7 @@ def spied_run(tmp_path_factory, tiny_dataset_dir):
         patch.setattr(training, "build_model", build_model)
         patch.setattr(recipe.CrossEntropy, "forward", loss)
         record = train_run(settings, 1).record
-    rows = read_metrics(metrics_path(settings.output_dir, 1))
+    rows = read_metrics(metrics_path(settings.cell_folder, 1))
     subset = split_indices(200, 40, 20, 0)[0]
     return SimpleNamespace(record=record, rows=rows, log=log, subset=subset)
 

@@ -105,7 +105,7 @@ def test_training_accuracy_on_record_is_over_every_input_seen(tmp_path, tiny_dat
     assert 0 < expected < 100
     seen = []
     train_run(settings, 1, epoch_callbacks=[lambda stats, state: seen.append(stats.accuracy)])
-    rows = read_metrics(metrics_path(settings.output_dir, 1))
+    rows = read_metrics(metrics_path(settings.cell_folder, 1))
     assert [row["train_accuracy"] for row in rows] == seen == [pytest.approx(expected)] * 2
 
 
@@ -133,12 +133,12 @@ def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, tiny_dataset_dir)
     interrupted = settings("killed")
     with pytest.raises(_Killed):
         train_run(interrupted, 1, epoch_callbacks=[_kill_after(2)])
-    assert (interrupted.output_dir / "1.resume.pt").exists() and not (interrupted.output_dir / "1.pt").exists()
+    assert (interrupted.cell_folder / "1.resume.pt").exists() and not (interrupted.cell_folder / "1.pt").exists()
     resumed = train_run(interrupted, 1, resume=True).record
     assert resumed["pass_accuracies"] == uninterrupted["pass_accuracies"]
     assert resumed["loss"] == uninterrupted["loss"]
-    whole = load_checkpoint(settings("whole").output_dir / "1.pt")["model_state_dict"]
-    again = load_checkpoint(interrupted.output_dir / "1.pt")["model_state_dict"]
+    whole = load_checkpoint(settings("whole").cell_folder / "1.pt")["model_state_dict"]
+    again = load_checkpoint(interrupted.cell_folder / "1.pt")["model_state_dict"]
     assert all(torch.equal(whole[k], again[k]) for k in whole)
 
 
@@ -291,7 +291,7 @@ def test_diverging_loss_stops_naming_run_and_epoch(tmp_path, tiny_dataset_dir, m
                          optimizer={"name": "sgd", "learning_rate": 1e12, "momentum": 0.9})
     with pytest.raises(TrainingDiverged, match=r"in run 1, epoch [123]; nothing was saved"):
         train_run(settings, 1)
-    assert not (settings.output_dir / "1.pt").exists() and not list(finished_runs(settings.output_dir).values())
+    assert not (settings.cell_folder / "1.pt").exists() and not list(finished_runs(settings.cell_folder).values())
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
@@ -299,24 +299,24 @@ def test_corrupted_resume_state_is_reported(tmp_path, tiny_dataset_dir, damage):
     settings = _settings(tmp_path, tiny_dataset_dir, "std")
     with pytest.raises(_Killed):
         train_run(settings, 1, epoch_callbacks=[_kill_after(1)])
-    state = settings.output_dir / "1.resume.pt"
+    state = settings.cell_folder / "1.resume.pt"
     content = state.read_bytes()
     state.write_bytes(content[: len(content) // 3] if damage == "truncate" else b"\x80\x04garbage")
     damaged = state.read_bytes()
     with pytest.raises(CheckpointError, match="cannot read checkpoint .*1.resume.pt"):
         train_run(settings, 1, resume=True)
     assert state.read_bytes() == damaged  # left as found: neither repaired nor overwritten nor removed
-    assert not (settings.output_dir / "1.pt").exists() and not list(finished_runs(settings.output_dir).values())
+    assert not (settings.cell_folder / "1.pt").exists() and not list(finished_runs(settings.cell_folder).values())
 
 
 def test_a_damaged_record_is_reported(tmp_path, tiny_dataset_dir):
     settings = _settings(tmp_path, tiny_dataset_dir, "std", runs=1)
-    settings.output_dir.mkdir(parents=True)
-    (settings.output_dir / "1.json").write_text('{"run": 1, "accuracy"\n')
+    settings.cell_folder.mkdir(parents=True)
+    (settings.cell_folder / "1.json").write_text('{"run": 1, "accuracy"\n')
     config = write_config(tmp_path / "c.yaml", settings.config)
     result = run_script("train.py", "--modality=std", f"--config={config}", "--continue_train", cwd=tmp_path)
     assert result.returncode == 2 and "1.json' is not valid JSON" in result.stderr
-    assert (settings.output_dir / "1.json").read_text() == '{"run": 1, "accuracy"\n'
+    assert (settings.cell_folder / "1.json").read_text() == '{"run": 1, "accuracy"\n'
 
 
 def test_resuming_with_changed_settings_is_refused(tmp_path, tiny_dataset_dir):
@@ -331,6 +331,6 @@ def test_resuming_with_changed_settings_is_refused(tmp_path, tiny_dataset_dir):
 def test_checkpoints_load_safely_on_cpu(tmp_path, tiny_dataset_dir):
     settings = _settings(tmp_path, tiny_dataset_dir, "memory", runs=1)
     train_run(settings, 1)
-    content = torch.load(settings.output_dir / "1.pt", map_location="cpu", weights_only=True)
+    content = torch.load(settings.cell_folder / "1.pt", map_location="cpu", weights_only=True)
     assert json.loads(json.dumps(content["config"])) == content["config"]
     assert content["run"] == 1 and content["seed"] == 0 and content["mem_examples"] == 10

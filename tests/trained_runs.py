@@ -66,10 +66,10 @@ def trained_runs(tmp_path_factory, dataset_dir: Path) -> TrainedRuns:
         raw = vit_config(root, dataset_dir, modality, runs=1)
         settings = TrainSettings(validate(raw, datasets.list_datasets()), modality)
         train_run(settings, 1)
-        folders[modality] = settings.output_dir
+        folders[modality] = settings.cell_folder
     cnn = TrainSettings(validate(tiny_config(root / "cnn", dataset_dir, runs=1, device="cpu"),
                                  datasets.list_datasets()), "encoder_memory")
     train_run(cnn, 1)
-    folders["cnn"] = cnn.output_dir
+    folders["cnn"] = cnn.cell_folder
     _CACHE["runs"] = TrainedRuns(root, dataset_dir, folders, result.stdout)
     return _CACHE["runs"]

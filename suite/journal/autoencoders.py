@@ -14,7 +14,7 @@ sees test images (no flips):
 They are saved beside the run, `<cell folder>/autoencoders/run_<N>/`, one file per autoencoder,
 written atomically when it is trained: an interrupted job resumes at the first missing file. Every
 file records the split it was trained on (dataset, seed, size, a hash of the image indices) and the
-recipe; loading checks the split against the run, so autoencoders never score another run's data.
+training settings; loading checks the split against the run, so autoencoders never score another run's data.
 Initialisation and batch order come from generators seeded by the run and the autoencoder's name.
 """
 from __future__ import annotations
@@ -39,14 +39,14 @@ ENCODE_BATCH = 500  # images per forward when encoding or scoring whole sets (me
 
 
 @dataclass(frozen=True)
-class AutoencoderRecipe:
+class AutoencoderTraining:
     epochs: int = 4
     batch_size: int = 32
     learning_rate: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
-            raise UserError(f"autoencoder recipe needs epochs >= 1, batch size >= 1 and a positive learning rate, "
+            raise UserError(f"autoencoder training needs epochs >= 1, batch size >= 1 and a positive learning rate, "
                             f"got {self}")
 
 
@@ -91,7 +91,7 @@ def mean_squared_error(model: nn.Module, data: RunData, images: Tensor) -> float
     return total / count if count else float("nan")
 
 
-def train_autoencoder(data: RunData, images: Tensor, recipe: AutoencoderRecipe, seed: int, name: str,
+def train_autoencoder(data: RunData, images: Tensor, training: AutoencoderTraining, seed: int, name: str,
                       description: str = "autoencoder") -> tuple[ConvAutoencoder, list[float]]:
     """Train one autoencoder on uint8 `images` of the run; returns it (eval mode) and the mean loss per epoch."""
     device = data.device
@@ -99,15 +99,15 @@ def train_autoencoder(data: RunData, images: Tensor, recipe: AutoencoderRecipe, 
         torch.manual_seed(derive_seed(seed, f"autoencoder_init_{name}"))
         model = ConvAutoencoder(channels=images.shape[1]).to(device)
     order_generator = generator(seed, f"autoencoder_order_{name}", device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=training.learning_rate)
     criterion = nn.MSELoss()
     losses = []
     model.train()
-    for epoch in track(range(recipe.epochs), description, total=recipe.epochs):
+    for epoch in track(range(training.epochs), description, total=training.epochs):
         order = torch.randperm(len(images), generator=order_generator, device=device)
         running, batches = 0.0, 0
-        for start in range(0, len(images), recipe.batch_size):
-            x = normalised(data, images[order[start:start + recipe.batch_size]])
+        for start in range(0, len(images), training.batch_size):
+            x = normalised(data, images[order[start:start + training.batch_size]])
             loss = criterion(model(x), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -129,10 +129,10 @@ class TrainedAutoencoder:
     train_losses: list[float]
 
 
-def train_run_autoencoders(restored, recipe: AutoencoderRecipe = AutoencoderRecipe(), overwrite: bool = False,
+def train_run_autoencoders(restored, training: AutoencoderTraining = AutoencoderTraining(), overwrite: bool = False,
                            on_done: Callable[[TrainedAutoencoder], None] = lambda _: None) -> list[TrainedAutoencoder]:
     """The class autoencoders and the full one of a restored run, skipping those already saved with the
-    same split and recipe (resume); a saved one with another split or recipe is an error unless
+    same split and training settings (resume); a saved one with other ones is an error unless
     `overwrite`."""
     data, identity = restored.data, split_identity(restored)
     split = training_subset(restored.settings.config, restored.seed, data.device, WHOLE_SPLIT)
@@ -147,19 +147,19 @@ def train_run_autoencoders(restored, recipe: AutoencoderRecipe = AutoencoderReci
         path = folder / f"{name}.pt"
         if path.exists() and not overwrite:
             saved = load_torch_file(path, map_location="cpu")
-            if saved.get("split") != identity or saved.get("recipe") != asdict(recipe):
-                raise UserError(f"'{path}' was trained with another split or recipe "
-                                f"({saved.get('recipe')}); pass --overwrite to retrain")
+            if saved.get("split") != identity or saved.get("training") != asdict(training):
+                raise UserError(f"'{path}' was trained with another split or other training settings "
+                                f"({saved.get('training')}); pass --overwrite to retrain")
             item = TrainedAutoencoder(name, path, False, saved["train_images"], saved["test_images"],
                                       saved["test_mse"], list(saved["train_losses"]))
         else:
             train_images = split.images[_class_positions(split.labels, name)]
             test_images = data.test.images[_class_positions(data.test.labels, name)]
-            model, losses = train_autoencoder(data, train_images, recipe, restored.seed, name, f"autoencoder {name}")
+            model, losses = train_autoencoder(data, train_images, training, restored.seed, name, f"autoencoder {name}")
             test_mse = mean_squared_error(model, data, test_images)
             save_torch_file({"format": FORMAT, "name": name, "state_dict": {k: v.cpu() for k, v in
                                                                                model.state_dict().items()},
-                               "channels": model.channels, "split": identity, "recipe": asdict(recipe),
+                               "channels": model.channels, "split": identity, "training": asdict(training),
                                "train_images": len(train_images), "test_images": len(test_images),
                                "test_mse": test_mse, "train_losses": losses}, path)
             item = TrainedAutoencoder(name, path, True, len(train_images), len(test_images), test_mse, losses)

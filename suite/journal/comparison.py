@@ -2,7 +2,7 @@
 method (Std, both Memory Wrap variants, Matching Networks, ProtoNet) and per majority vote (MVO, MVY),
 one column per training size, mean ± population std over runs with n. Markdown and CSV.
 
-Method rows come from the records the report already collected (results.jsonl: a run counts when it
+Method rows come from the run records the report already collected (a run counts when it
 is one of the grid's runs and was trained with the cell's settings). Majority-vote rows come from the
 `majority_vote.json` that `eval_dir.py --majority_vote` writes beside a cell; its runs count under the
 same two rules (each run carries the settings it was evaluated with). Anything absent is "missing",
@@ -49,9 +49,9 @@ class Row:
 
     @property
     def method(self) -> str:
-        from architectures import modality_display_name as variant_name  # the head's registered name
+        from architectures import modality_display_name  # the head's registered name
 
-        name = variant_name(self.modality)
+        name = modality_display_name(self.modality)
         return f"{name}: {MEASURES[self.measure]}" if self.measure != "accuracy" else name
 
     @property

@@ -31,11 +31,10 @@ from torch import Tensor
 
 from ..data import RunData, generator
 from ..evaluation import encode_test_set
-from ..cli import track
 from .autoencoders import ENCODE_BATCH, RunAutoencoders, normalised
 from .cfproto import CFProtoOptions, feature_range_of, prototype_counterfactuals
 from .interpretability import interpretability_scores
-from .memory_batch import memory_batch
+from ..explain import memory_batches
 
 NO_COUNTERFACTUAL = -1
 METHODS = {"memory_wrap": "Memory Wrap", "prototype": "Prototype search"}
@@ -191,19 +190,11 @@ def counterfactual_run(restored, autoencoders: RunAutoencoders,
                                              data.memory_sampler(PROTOTYPE_STREAM).draw())
     order = generator(restored.seed, ORDER_STREAM, data.device) if data.spec.shuffle_test else None
     features = encode_test_set(model, data)
-    limit = len(data.test) if settings.max_inputs == 0 else min(settings.max_inputs, len(data.test))
-    done = 0
-    batches = math.ceil(limit / data.batch_size_test)
-    for positions in track(data.test_index_batches(order), "counterfactuals", total=batches):
-        positions = positions[: limit - done]
-        memory = sampler.draw()
-        batch = memory_batch(model, features[positions], memory, sampler.draw())
+    for positions, memory, batch in memory_batches(model, data, features, sampler, order=order,
+                                                   limit=settings.max_inputs, description="counterfactuals"):
         inputs, labels = data.test_inputs(positions), data.test.labels[positions]
         _explain_batch(model, batch, memory, inputs, positions, labels, autoencoders, latents, latent_labels,
                        options, settings, result)
-        done += len(positions)
-        if done >= limit:
-            break
     return result
 
 

@@ -32,8 +32,7 @@ from torch import Tensor
 
 from ..data import MemorySampler, RunData, generator
 from ..evaluation import encode_test_set
-from ..cli import track
-from .memory_batch import MemoryBatch, memory_batch
+from ..explain import MemoryBatch, memory_batches
 
 NO_EXAMPLE = -1
 
@@ -196,8 +195,8 @@ MEMORY_STREAM, RANDOM_STREAM, ORDER_STREAM = "example_quality_memory", "example_
 def example_quality_pass(model, data: RunData, features: Tensor, sampler: MemorySampler, random: torch.Generator,
                          order: torch.Generator | None, result: ExampleQuality, description: str) -> None:
     """One pass over the test set: per test batch one memory M and one auxiliary memory A (in that order)."""
-    for positions in track(data.test_index_batches(order), description, total=data.test_batches_count):
-        batch = memory_batch(model, features[positions], sampler.draw(), sampler.draw(), with_hidden=True)
+    for _, _, batch in memory_batches(model, data, features, sampler, order=order, with_hidden=True,
+                                      description=description):
         result.add_batch(batch, random)
 
 

@@ -26,30 +26,24 @@ Edge cases, each counted per pass in the JSON so that a reader sees how often it
 """
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..commands import DEFAULTS, Printer, check_folder, write_json
+from ..commands import DEFAULTS, Printer, each_run, stderr, write_results
 from ..data import MemorySampler, RunData, generator
-from ..cli import UserError, track
+from ..cli import UserError
 from ..evaluation import EVALUATION_MEMORY, TEST_ORDER, encode_test_set
-from ..restore import CheckpointOptions, folder_runs, restore_run
+from ..restore import CheckpointOptions
 from ..stats import mean_and_std
 from .comparison import MAJORITY_VOTE_FILE
 from .majority_vote import MajorityVoteTally, majority_votes, vote_counts
-from .memory_batch import memory_batch
+from ..explain import memory_batches
 
 AUXILIARY_STREAM = "majority_vote_auxiliary"
 TIE_RULE = "unweighted votes of the positive-weight memory samples; a tie goes to the smallest class index"
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def ties(weights: Tensor, memory_classes: Tensor, num_classes: int) -> int:
@@ -92,10 +86,9 @@ def vote_pass(model, data: RunData, features: Tensor, sampler: MemorySampler, au
               order: torch.Generator | None, description: str = "majority vote") -> VotePass:
     """One pass: per test batch, M from `sampler` (the inputs' memory) and A from `auxiliary`."""
     result = VotePass()
-    for positions in track(data.test_index_batches(order), description, total=data.test_batches_count):
-        memory = sampler.draw()
-        batch = memory_batch(model, features[positions], memory, auxiliary.draw())
-        result.update(data.test.labels[positions], batch.logits, batch.weights, batch.memory_predictions, memory[1],
+    for positions, (_, labels), batch in memory_batches(model, data, features, sampler, auxiliary, order,
+                                                        description=description):
+        result.update(data.test.labels[positions], batch.logits, batch.weights, batch.memory_predictions, labels,
                       model.num_classes)
     return result
 
@@ -139,47 +132,35 @@ class RunVotes:
                 "pass_counts": [p.as_dict() for p in self.passes]}
 
 
-def _line(number: int, runs: list[RunVotes], minutes: float) -> str:
+def _line(record: dict, records: list[dict]) -> str:
     """The journal's per-run line (cumulative mean and population std), without its tab."""
-    (m, s), (om, os_), (ym, ys) = (mean_and_std([getattr(r, k) for r in runs])
+    (m, s), (om, os_), (ym, ys) = (mean_and_std([r[k] for r in records])
                                    for k in ("accuracy", "mvo_accuracy", "mvy_accuracy"))
-    return (f"Run:{number} | Accuracy {runs[-1].accuracy:.2f} | Mean Accuracy:{m:.2f} | Std Dev:{s:.2f} | "
+    return (f"Run:{record['run']} | Accuracy {record['accuracy']:.2f} | Mean Accuracy:{m:.2f} | Std Dev:{s:.2f} | "
             f"MVO Accuracy:{om:.2f} | Std Dev:{os_:.2f} | MVY Accuracy:{ym:.2f} | Std Dev:{ys:.2f} | "
-            f"E:{minutes:.2f}min")
+            f"E:{record['minutes']:.2f}min")
 
 
 def majority_vote_folder(folder: str, options: CheckpointOptions = DEFAULTS, passes: int | None = None,
-                         json_path: str | None = None, out: Printer = print, note: Printer = _stderr) -> dict:
+                         json_path: str | None = None, out: Printer = print, note: Printer = stderr) -> dict:
     """Every `<N>.pt` memory-model run of a folder; writes `<folder>/majority_vote.json` by default
     (`json_path` "" writes nothing). Std models have no memory and are refused before any work."""
     if passes is not None and passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
-    runs = folder_runs(folder, note)
-    check_folder(runs, options, require_memory=True)
-    out(f"Device:{options.torch_device}")
-    results, records = [], []
-    for number, path in runs:
-        started = time.perf_counter()
-        restored = restore_run(path, options, require_memory=True)
+
+    def measure(restored) -> dict:
         count = passes or restored.settings.config["eval_passes"]
-        result = RunVotes(tuple(vote_evaluation(restored.model, restored.data, count)))
-        results.append(result)
-        out(_line(number, results, (time.perf_counter() - started) / 60))
-        records.append({"run": number, "checkpoint": str(path), "seed": restored.seed, "passes": count,
-                        "settings": restored.settings.comparable_json()} | result.as_dict())
-    values = {"accuracy": [r.accuracy for r in results], "mvo": [r.mvo_accuracy for r in results],
-              "mvy": [r.mvy_accuracy for r in results]}
-    summary = {key: dict(zip(("mean", "std"), mean_and_std(v))) for key, v in values.items()}
-    out(f"Mean Accuracy:{summary['accuracy']['mean']:.2f} | Std Dev Accuracy:{summary['accuracy']['std']:.2f} | "
-        f"MVO Accuracy:{summary['mvo']['mean']:.2f} | Std Dev:{summary['mvo']['std']:.2f} | "
-        f"MVY Accuracy:{summary['mvy']['mean']:.2f} | Std Dev:{summary['mvy']['std']:.2f} | Runs:{len(results)}")
-    settings = restored.settings
-    payload = {"folder": str(Path(folder)), "cell": restored.label, "dataset": settings.dataset_name,
-               "model": settings.model, "modality": settings.modality, "train_examples": settings.train_examples,
-               "device": str(options.torch_device), "memory_stream": EVALUATION_MEMORY,
-               "auxiliary_stream": AUXILIARY_STREAM, "vote_rule": TIE_RULE, "runs": records, "summary": summary,
-               "std_kind": "population (ddof=0)"}
-    target = Path(folder) / MAJORITY_VOTE_FILE if json_path is None else json_path
-    if target:
-        payload["json"] = str(write_json(target, payload))
+        votes = RunVotes(tuple(vote_evaluation(restored.model, restored.data, count)))
+        return {"passes": count, "settings": restored.settings.comparable_json()} | votes.as_dict()
+
+    results = each_run(folder, options, measure, _line, require_memory=True, out=out, note=note)
+    summary = results.summary("accuracy", "mvo_accuracy", "mvy_accuracy")
+    (am, asd), (om, osd), (ym, ysd) = ((summary[k]["mean"], summary[k]["std"]) for k in summary)
+    out(f"Mean Accuracy:{am:.2f} | Std Dev Accuracy:{asd:.2f} | MVO Accuracy:{om:.2f} | Std Dev:{osd:.2f} | "
+        f"MVY Accuracy:{ym:.2f} | Std Dev:{ysd:.2f} | Runs:{len(results.runs)}")
+    settings = results.settings
+    payload = results.payload(dataset=settings.dataset_name, model=settings.model, modality=settings.modality,
+                              train_examples=settings.train_examples, memory_stream=EVALUATION_MEMORY,
+                              auxiliary_stream=AUXILIARY_STREAM, vote_rule=TIE_RULE, summary=summary)
+    write_results(folder, Path(MAJORITY_VOTE_FILE).stem, payload, json_path)
     return payload

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-from pathlib import Path
 from typing import Sequence
 
-from ..run_files import write_output
 
 
 def mean_std_text(mean: float | None, std: float | None, digits: int = 4) -> str:
@@ -41,12 +38,3 @@ def _csv_value(value: object) -> object:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{value:.6g}" if isinstance(value, float) else value
-
-
-def json_text(payload: dict) -> str:
-    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-
-def write_texts(files: dict[Path, str]) -> list[str]:
-    """Write each file atomically; returns the paths written."""
-    return [str(write_output(path, text.encode())) for path, text in files.items()]
