@@ -98,6 +98,7 @@ TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "device": (_str, "auto"),
     "amp": (_bool, True),
     "eval_passes": (_int(1), 5),
+    "memory_sampling": (_str, "uniform"),  # how memories are drawn: a registered strategy (suite/sampling/)
     "label_smoothing": (_number(0.0), 0.0),
     "autoaugment": (_bool, False),
     "normalization": (_choice(*NORMALIZATIONS), "paper"),
@@ -154,7 +155,7 @@ def _check_section(section: dict, schema: dict, where: str) -> dict:
 def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None = None) -> dict:
     """Return the config with defaults filled in; raise ConfigError naming the first bad key.
 
-    `model_names` None asks the model registry (which imports torch).
+    `model_names` None asks the registries of models and memory samplings (which import torch).
     """
     if not isinstance(raw, dict):
         raise ConfigError("the config file must hold a mapping of keys")
@@ -166,8 +167,12 @@ def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None =
         config[name] = _check_section(raw[name], DATASET_SECTION, f"{name}.")
     if model_names is None:
         import architectures
+        from .sampling import list_samplings
 
         model_names = architectures.list_models()
+        if config["memory_sampling"] not in list_samplings():
+            raise ConfigError(f"unknown memory_sampling '{config['memory_sampling']}'; valid: "
+                              f"{', '.join(list_samplings())}")
     if config["model"] not in model_names:
         raise ConfigError(f"unknown model '{config['model']}'; valid models: {', '.join(model_names)}")
     if config["dataset_name"] not in dataset_names:

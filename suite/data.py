@@ -8,7 +8,7 @@ expression, and a memory draw is a `randperm` and a gather: no per-image Python 
 
 The distributions are the original's: flips independent with p = 0.5 where the dataset flips
 (CIFAR10, CINIC10), a memory is a uniform sample without replacement of `mem_examples` images of
-the run's subset with the training transform, training batches are a fresh permutation per epoch
+the run's subset with the training transform (other draws: config key `memory_sampling`), training batches are a fresh permutation per epoch
 (`drop_last` as the dataset's, or its config section's), test batches in order (shuffled for CINIC10, as the original).
 Every random stream has its own generator derived from the run's seed (`derive_seed`), so draws
 repeat, resume exactly and do not depend on what else used the global RNG. AutoAugment (ViT recipe)
@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, random_split
 
 from .datasets import DatasetSpec, gather_images, get_spec, open_images
+from .sampling import DEFAULT as DEFAULT_SAMPLING, get_sampling
 from .cli import DatasetError
 
 
@@ -101,17 +102,20 @@ def undo_normalization(images: Tensor, spec: DatasetSpec, normalization: str = "
 
 
 class MemorySampler:
-    """A fresh uniform draw of `size` images of `pool` (without replacement) at every call, with the
-    training transform: `draw()` -> (images [size, 3, H, W] normalised, labels [size])."""
+    """A fresh draw of `size` images of `pool` (without replacement) at every call, by the registered
+    `sampling` strategy (suite/sampling/; uniform: the original's), with the training transform:
+    `draw()` -> (images [size, 3, H, W] normalised, labels [size])."""
 
-    def __init__(self, pool: ResidentImages, size: int, generator: torch.Generator, transform: BatchTransform):
+    def __init__(self, pool: ResidentImages, size: int, generator: torch.Generator, transform: BatchTransform,
+                 sampling: str = DEFAULT_SAMPLING):
         if size > len(pool):
             raise DatasetError(f"mem_examples ({size}) is larger than the training subset ({len(pool)} images)")
         self.pool, self.size, self.generator, self.transform = pool, size, generator, transform
+        self.strategy = get_sampling(sampling)(pool.labels, size)
 
     def draw_indices(self) -> Tensor:
-        """Positions in the pool of one draw (the first `size` of a random permutation)."""
-        return torch.randperm(len(self.pool), generator=self.generator, device=self.pool.images.device)[: self.size]
+        """Positions in the pool of one draw."""
+        return self.strategy.draw(self.generator)
 
     def draw(self) -> tuple[Tensor, Tensor]:
         chosen = self.draw_indices()
@@ -148,6 +152,7 @@ class RunData:
     drop_last: bool  # of the training batches (see `drop_last`)
     mem_examples: int
     generators: dict[str, torch.Generator] = field(default_factory=dict)
+    memory_sampling: str = DEFAULT_SAMPLING  # how memories are drawn (config key memory_sampling)
 
     # ---- training ---------------------------------------------------------------------------
     @property
@@ -166,14 +171,15 @@ class RunData:
 
     def training_memory(self) -> MemorySampler:
         """The sampler of training-time memories (its generator is saved with the run state)."""
-        return MemorySampler(self.train, self.mem_examples, self.generators["train_memory"], self.train_transform)
+        return MemorySampler(self.train, self.mem_examples, self.generators["train_memory"], self.train_transform,
+                             self.memory_sampling)
 
     # ---- evaluation -------------------------------------------------------------------------
     def memory_sampler(self, stream: str, pool: ResidentImages | None = None, size: int | None = None) -> MemorySampler:
         """An independent sampler seeded by the run and `stream` alone (evaluation, explanations):
         the same checkpoint gets the same draws whenever it is evaluated."""
         return MemorySampler(pool if pool is not None else self.train, size or self.mem_examples,
-                             generator(self.seed, stream, self.device), self.train_transform)
+                             generator(self.seed, stream, self.device), self.train_transform, self.memory_sampling)
 
     def test_index_batches(self, order: torch.Generator | None = None) -> Iterator[Tensor]:
         """Positions in the test set of each test batch: in order, or a permutation drawn from
@@ -262,7 +268,8 @@ def build_run_data(config: dict, seed: int, device: torch.device | str = "cpu") 
         test_transform=batch_transform(spec, device, False, config["normalization"], channels_last=channels_last),
         batch_size_train=min(config["batch_size_train"], len(train)), batch_size_test=config["batch_size_test"],
         drop_last=drop_last(config), mem_examples=section["mem_examples"],
-        generators={stream: generator(seed, stream, device) for stream in TRAINING_STREAMS})
+        generators={stream: generator(seed, stream, device) for stream in TRAINING_STREAMS},
+        memory_sampling=config.get("memory_sampling", DEFAULT_SAMPLING))
 
 
 # ---- the original's split ----------------------------------------------------------------------------

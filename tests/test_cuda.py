@@ -159,3 +159,16 @@ def test_channels_last_on_the_gpu_lands_where_the_default_layout_lands(tmp_path,
     assert last["loss"] == pytest.approx(plain["loss"], rel=1e-2)
     assert last["pass_accuracies"] == pytest.approx(plain["pass_accuracies"], abs=6.0)
 
+
+
+@pytest.mark.parametrize("name", ["uniform", "class_balanced"])
+def test_memory_strategies_draw_on_the_gpu(name):
+    from collections import Counter
+
+    from suite.sampling import get_sampling
+
+    labels = torch.arange(10, device=GPU).repeat_interleave(7)
+    positions = get_sampling(name)(labels, 20).draw(torch.Generator(device=GPU).manual_seed(0))
+    assert positions.device.type == "cuda" and len(set(positions.tolist())) == 20
+    if name == "class_balanced":
+        assert sorted(Counter(labels[positions].tolist()).values()) == [2] * 10
