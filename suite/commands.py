@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +21,7 @@ from .cli import UserError, track
 from .evaluation import evaluate
 from .config import TrainSettings
 from .restore import CheckpointOptions, RestoredRun, folder_runs, read_checkpoint, restore_run
-from .stats import mean_and_std
+from .stats import Summary, mean_and_std, summarize
 
 Printer = Callable[[str], None]
 DEFAULTS = CheckpointOptions()
@@ -84,8 +84,9 @@ class FolderResults:
     settings: TrainSettings  # the cell's (the runs differ in their seed only)
 
     def summary(self, *keys: str) -> dict:
-        """key -> {"mean", "std"} over the runs (population std; a run without a value is left out)."""
-        return {key: dict(zip(("mean", "std"), mean_and_std([run[key] for run in self.runs]))) for key in keys}
+        """key -> {"mean", "std", "n", "ci_low", "ci_high"} over the runs (population std; 95 % CI of the
+        mean, None below 2 runs; a run without a value is left out)."""
+        return {key: asdict(summarize([run[key] for run in self.runs])) for key in keys}
 
     def payload(self, **extra) -> dict:
         return {"folder": str(self.folder), "cell": self.cell, "device": self.device, "runs": self.runs,
@@ -183,8 +184,9 @@ def evaluate_folder(folder: str, options: CheckpointOptions = DEFAULTS, passes: 
 
     results = each_run(folder, options, measure, line, out=out, note=note)
     summary = results.summary("accuracy")
-    out(f"Mean Accuracy:{summary['accuracy']['mean']:.2f} | Std Dev Accuracy:{summary['accuracy']['std']:.2f} | "
-        f"Runs:{len(results.runs)}")
+    accuracy = Summary(**summary["accuracy"])
+    out(f"Mean Accuracy:{accuracy.mean:.2f} | Std Dev Accuracy:{accuracy.std:.2f} | Runs:{accuracy.n} | "
+        f"95% CI:{accuracy.interval_text()}")
     payload = results.payload(summary=summary)
     write_results(folder, "eval_dir", payload, json_path)
     return payload

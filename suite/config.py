@@ -62,6 +62,10 @@ def _str(v: Any) -> str | None:
     return None if isinstance(v, str) and v else "a non-empty string"
 
 
+def _text(v: Any) -> str | None:
+    return None if isinstance(v, str) else "a string"
+
+
 def _choice(*values: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in values else "one of " + ", ".join(values)
 
@@ -107,11 +111,12 @@ TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "channels_last": (_bool, False),
     "eval_every": (_int(0), 0),
     "tensorboard": (_bool, False),
+    "cell_tag": (_text, ""),  # a cell folder of its own: TRAIN_EXAMPLES@cell_tag (the grid's sweeps set it)
 }
 # Keys that change how a run executes, not its numbers (beyond float rounding): a run may resume,
 # and a grid may count a finished run, under other values of these.
 EXECUTION_KEYS = ("runs", "save", "models_dir", "dataset_dir", "download", "device", "compile", "compile_mode",
-                  "channels_last", "eval_every", "tensorboard")
+                  "channels_last", "eval_every", "tensorboard", "cell_tag")
 OPTIMIZER: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "name": (_choice(*OPTIMIZERS), "sgd"),
     "learning_rate": (_number(0.0), REQUIRED),
@@ -175,6 +180,9 @@ def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None =
                               f"{', '.join(list_samplings())}")
     if config["model"] not in model_names:
         raise ConfigError(f"unknown model '{config['model']}'; valid models: {', '.join(model_names)}")
+    if not re.fullmatch(r"[A-Za-z0-9._=,+\-\[\]:\"]*", config["cell_tag"]):
+        raise ConfigError(f"config key 'cell_tag' may hold letters, digits and . _ = , + - [ ] : \" only, "
+                          f"got {config['cell_tag']!r}")
     if config["dataset_name"] not in dataset_names:
         raise ConfigError(f"unknown dataset '{config['dataset_name']}'; valid datasets: {', '.join(dataset_names)}")
     if config["dataset_name"] not in sections:
@@ -295,7 +303,7 @@ class TrainSettings:
     @property
     def cell_folder(self) -> Path:
         return cell_folder(self.config["models_dir"], self.dataset_name, self.modality, self.model,
-                           self.train_examples)
+                           self.train_examples, self.config["cell_tag"])
 
     def comparable(self) -> dict:
         """The settings that change numbers: resuming requires them unchanged (not EXECUTION_KEYS)."""
@@ -314,9 +322,11 @@ def run_seed(run: int) -> int:
     return run - 1
 
 
-def cell_folder(models_dir: str | Path, dataset: str, modality: str, model: str, train_examples: int) -> Path:
-    """models/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES, as in the original: the one place this path is built."""
-    return Path(models_dir) / dataset / modality / model / str(train_examples)
+def cell_folder(models_dir: str | Path, dataset: str, modality: str, model: str, train_examples: int,
+                tag: str = "") -> Path:
+    """models/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES, as in the original, or TRAIN_EXAMPLES@tag for a tagged
+    cell (a sweep's; never the name of a plain cell): the one place this path is built."""
+    return Path(models_dir) / dataset / modality / model / (f"{train_examples}@{tag}" if tag else str(train_examples))
 
 
 def settings_difference(saved: dict, current: dict) -> list[str]:

@@ -11,6 +11,9 @@ A grid file is YAML:
     modalities: [std, memory, encoder_memory]
     runs: 15                           # seeds 0..runs-1 of every cell
     overrides: [SVHN.num_epochs=2]     # optional, as train.py --set takes them (or a mapping)
+    sweep:                             # optional: config keys and their values; every combination is a
+      DIGITS.mem_examples: [25, 100]   # cell of its own, in the folder TRAIN_EXAMPLES@key=value,...
+      memory_sampling: [uniform, class_balanced]
 
 Relative paths (base_config, and the config's models_dir / dataset_dir) are taken from the current
 directory, as train.py takes them. This module does not import torch, so the report stays fast.
@@ -28,9 +31,10 @@ import yaml
 from .config import TOP_LEVEL, TrainSettings, load_config, parse_yaml, read_yaml_file
 from .cli import ConfigError
 
-GRID_KEYS = ("base_config", "datasets", "models", "train_examples", "modalities", "runs", "overrides")
-# Set per cell by the grid; an override of them would silently lose, so it is refused.
-CELL_KEYS = ("dataset_name", "model", "train_examples", "runs")
+GRID_KEYS = ("base_config", "datasets", "models", "train_examples", "modalities", "runs", "overrides", "sweep")
+# Set per cell by the grid; an override or a sweep of them would silently lose, so it is refused.
+CELL_KEYS = ("dataset_name", "model", "train_examples", "runs", "cell_tag")
+Sweep = tuple[tuple[str, Any], ...]  # (config key, value) pairs of one combination, in the grid's key order
 DEFAULT = "default"  # the base_config entry of models without one of their own
 
 
@@ -40,11 +44,31 @@ class Cell:
     model: str
     train_examples: int
     modality: str
+    sweep: Sweep = ()  # the swept config values of this cell (none outside a sweep)
+
+    @property
+    def tag(self) -> str:
+        return sweep_tag(self.sweep)
 
     @property
     def label(self) -> str:
-        """DATASET/MODALITY/MODEL/TRAIN_EXAMPLES, the cell's folder under models_dir."""
-        return f"{self.dataset}/{self.modality}/{self.model}/{self.train_examples}"
+        """DATASET/MODALITY/MODEL/TRAIN_EXAMPLES[@tag], the cell's folder under models_dir."""
+        return f"{self.dataset}/{self.modality}/{self.model}/{self.train_examples}" + (f"@{self.tag}" if self.tag else "")
+
+
+def frozen(value: Any) -> Any:
+    """A swept value made hashable (lists become tuples), so that cells can key dictionaries."""
+    return tuple(frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def value_text(value: Any) -> str:
+    """A swept value as folder names and tables show it."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))  # tuples as lists
+
+
+def sweep_tag(sweep: Sweep) -> str:
+    """`key=value,key=value`: what a swept cell's folder adds to the plain name (config key cell_tag)."""
+    return ",".join(f"{key}={value_text(value)}" for key, value in sweep)
 
 
 @dataclass(frozen=True)
@@ -57,15 +81,26 @@ class Grid:
     modalities: tuple[str, ...]
     runs: int
     overrides: tuple[str, ...]  # the grid's, then the command line's
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (config key, its values), in the file's order
+
+    @property
+    def sweep_keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.sweep)
+
+    def sweeps(self) -> list[Sweep]:
+        """Every combination of the swept values (one empty combination without a sweep)."""
+        return [tuple(zip(self.sweep_keys, map(frozen, values)))
+                for values in itertools.product(*(v for _, v in self.sweep))]
 
     @property
     def name(self) -> str:
         return self.path.stem
 
     def cells(self) -> list[Cell]:
-        """Every cell, datasets outermost, then models, sizes and modalities (the order work is handed out)."""
-        return [Cell(d, m, n, v) for d, m, n, v in
-                itertools.product(self.datasets, self.models, self.train_examples, self.modalities)]
+        """Every cell, datasets outermost, then models, sizes, swept values and modalities (the order work
+        is handed out)."""
+        return [Cell(d, m, n, v, s) for d, m, n, s, v in
+                itertools.product(self.datasets, self.models, self.train_examples, self.sweeps(), self.modalities)]
 
     def base_config(self, model: str) -> Path:
         return self.base_configs.get(model, self.base_configs[DEFAULT])
@@ -73,8 +108,9 @@ class Grid:
     def cell_settings(self, cell: Cell, dataset_names: list[str] | None = None,
                       model_names: list[str] | None = None) -> TrainSettings:
         """The validated training settings of a cell. Names None: ask the registries (imports torch)."""
-        assignments = list(self.overrides) + [f"dataset_name={cell.dataset}", f"model={cell.model}",
-                                              f"train_examples={cell.train_examples}", f"runs={self.runs}"]
+        assignments = list(self.overrides) + [f"{key}={json.dumps(value)}" for key, value in cell.sweep] + [
+            f"dataset_name={cell.dataset}", f"model={cell.model}", f"train_examples={cell.train_examples}",
+            f"runs={self.runs}", f"cell_tag={json.dumps(cell.tag)}"]
         try:
             config = load_config(self.base_config(cell.model), assignments, dataset_names, model_names)
         except ConfigError as error:
@@ -122,13 +158,27 @@ def _override_list(path: Path, value: Any) -> tuple[str, ...]:
     raise _problem(path, "overrides", "a list of 'dotted.key=value' strings or a mapping", value)
 
 
+def _sweep(path: Path, value: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """`sweep:` as ((key, values), ...): a mapping of config keys (dotted as for overrides) to non-empty
+    lists of distinct values; a key the grid sets per cell is refused."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not value:
+        raise _problem(path, "sweep", "a mapping of config keys to lists of values", value)
+    for key, values in value.items():
+        if not isinstance(values, list) or not values or len({json.dumps(v) for v in values}) != len(values):
+            raise _problem(path, f"sweep.{key}", "a non-empty list of distinct values", values)
+    check_overrides(path, [f"{key}=" for key in value])
+    return tuple((str(key), tuple(values)) for key, values in value.items())
+
+
 def check_overrides(path: Path | str, overrides: tuple[str, ...] | list[str]) -> None:
     for assignment in overrides:
         key = assignment.partition("=")[0].strip()
         if key in CELL_KEYS:
-            grid_key = {"dataset_name": "datasets", "model": "models"}.get(key, key)
+            grid_key = {"dataset_name": "datasets", "model": "models", "cell_tag": "sweep"}.get(key, key)
             raise ConfigError(f"grid '{path}': '{key}' is set per cell by the grid key '{grid_key}', "
-                              "not by an override")
+                              "not by an override or a sweep")
 
 
 def load_grid(path: str | Path, extra_overrides: list[str] | tuple[str, ...] = ()) -> Grid:
@@ -140,7 +190,7 @@ def load_grid(path: str | Path, extra_overrides: list[str] | tuple[str, ...] = (
     unknown = sorted(set(raw) - set(GRID_KEYS))
     if unknown:
         raise ConfigError(f"grid file '{path}': unknown key '{unknown[0]}'; valid keys: {', '.join(GRID_KEYS)}")
-    missing = [key for key in GRID_KEYS if key not in raw and key != "overrides"]
+    missing = [key for key in GRID_KEYS if key not in raw and key not in ("overrides", "sweep")]
     if missing:
         raise ConfigError(f"grid file '{path}': key '{missing[0]}' is missing")
     base = raw["base_config"]
@@ -158,6 +208,7 @@ def load_grid(path: str | Path, extra_overrides: list[str] | tuple[str, ...] = (
         raise _problem(path, "runs", "an integer of at least 1", runs)
     overrides = _override_list(path, raw.get("overrides")) + tuple(extra_overrides)
     check_overrides(path, overrides)
+    sweep = _sweep(path, raw.get("sweep"))
     models = _names(path, raw, "models")
     uncovered = [m for m in models if m not in base and DEFAULT not in base]
     if uncovered:
@@ -165,4 +216,4 @@ def load_grid(path: str | Path, extra_overrides: list[str] | tuple[str, ...] = (
                           f"and no '{DEFAULT}' entry")
     return Grid(path=path, base_configs={k: Path(v) for k, v in base.items()}, datasets=_names(path, raw, "datasets"),
                 models=models, train_examples=tuple(sizes),
-                modalities=_names(path, raw, "modalities"), runs=runs, overrides=overrides)
+                modalities=_names(path, raw, "modalities"), runs=runs, overrides=overrides, sweep=sweep)

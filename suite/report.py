@@ -4,8 +4,12 @@ Every run record under the models folder is read (`<run>.json`); a
 record counts for a cell of the grid when its dataset, model, modality and size match the cell, its
 run is one of the grid's (1..runs) and it was trained with the cell's settings (a record of other
 settings, e.g. a 1-epoch trial, is left out and said so). Per cell: mean and population std (numpy's
-default, ddof=0, as the original) over its runs, and n. A cell without a finished run is shown as
-missing, never as a number.
+default, ddof=0, as the original) over its runs, n, and the 95 % confidence interval of the mean
+(Student t; "n/a" below 2 runs); for the cells the original states a number for, whether that number
+lies inside our interval. Per model, size (and swept values): each modality's difference from Std,
+with Welch's p-value, Holm-corrected over the whole table, and Hedges' g. A cell without a finished
+run is shown as missing, never as a number. Sweep grids also get a table and a figure per swept key
+(suite/sweeps.py).
 
 Model and modality names come from the architectures registry (display names), so adding an
 encoder or a head needs no edit here.
@@ -16,18 +20,19 @@ import csv
 import io
 import textwrap
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
-from .run_files import finished_runs, record_folders, record_path, write_output
 from .config import settings_difference
-from .gridspec import Cell, Grid
+from .gridspec import Cell, Grid, Sweep, frozen, sweep_tag
+from .run_files import finished_runs, record_folders, record_path, write_output
+from .stats import Comparison, Summary, compare, holm, summarize
 
 COLORS = {"std": "#1f77b4", "memory": "#7f7f7f", "encoder_memory": "#d62728"}
 MISSING = "missing"
-FILES = {"markdown": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "figure": "accuracy_vs_size.png"}
+FILES = {"markdown": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "figure": "accuracy_vs_size.png",
+         "differences_csv": "differences.csv"}
+REFERENCE = "std"  # every other modality is compared with the plain classifier
 
 
 def modality_display_name(modality: str) -> str:
@@ -53,25 +58,34 @@ class CellStats:
     best: bool = False
 
     @property
+    def summary(self) -> Summary:
+        return summarize(self.accuracies)
+
+    @property
     def n(self) -> int:
         return len(self.accuracies)
 
     @property
     def mean(self) -> float | None:
-        return float(np.mean(self.accuracies)) if self.accuracies else None
+        return self.summary.mean
 
     @property
     def std(self) -> float | None:
-        return float(np.std(self.accuracies)) if self.accuracies else None  # population std (ddof=0)
+        return self.summary.std  # population std (ddof=0)
 
     @property
     def paper(self) -> float | None:
         c = self.cell
-        return paper_accuracy(c.dataset, c.model, c.modality, c.train_examples)
+        return None if c.sweep else paper_accuracy(c.dataset, c.model, c.modality, c.train_examples)
 
     @property
     def difference(self) -> float | None:
         return None if self.mean is None or self.paper is None else self.mean - self.paper
+
+    @property
+    def paper_inside(self) -> bool | None:
+        """Whether the original's stated mean lies inside our 95 % interval (None: no number or no interval)."""
+        return self.summary.contains(self.paper)
 
 
 @dataclass
@@ -82,6 +96,7 @@ class Collected:
     files: int = 0  # record files read (<run>.json)
     notes: list[str] = field(default_factory=list)
     run_folders: dict[Cell, dict[int, Path]] = field(default_factory=dict)  # where each counted run's files are
+    differences: list[Difference] = field(default_factory=list)
 
     def column_label(self, dataset: str, size: int) -> str:
         """The size, or 'full (N)' where the whole training split (N images) was smaller than asked."""
@@ -117,10 +132,12 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
         for run, record in records.items():
             path = record_path(folder, run)
             try:
-                cell = Cell(record["dataset"], record["model"], int(record["train_examples"]), record["modality"])
+                cell = Cell(record["dataset"], record["model"], int(record["train_examples"]), record["modality"],
+                            swept_values(record.get("config") or {}, grid.sweep_keys))
                 float(record["accuracy"])
             except (KeyError, TypeError, ValueError):
-                notes.append(f"skipped a record of '{path}' without dataset/model/train_examples/modality/accuracy")
+                notes.append(f"skipped a record of '{path}' without dataset/model/train_examples/modality/accuracy"
+                             + (" or a swept key" if grid.sweep else ""))
                 continue
             if cell not in expected:
                 outside += 1
@@ -148,7 +165,40 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
         ordered = [runs[r] for r in sorted(runs)]
         stats[cell] = CellStats(cell, grid.runs, tuple(float(r["accuracy"]) for r in ordered),
                                 tuple(int(r["train_subset_size"]) for r in ordered if "train_subset_size" in r))
-    return Collected(grid, root, mark_best(stats), files, notes, dict(run_folders))
+    stats = mark_best(stats)
+    return Collected(grid, root, stats, files, notes, dict(run_folders), differences(grid, stats))
+
+
+def swept_values(config: dict, keys: tuple[str, ...]) -> Sweep:
+    """The values a record's config holds for the grid's swept keys (dotted keys reach sections)."""
+    values = []
+    for key in keys:
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        values.append((key, frozen(node)))
+    return tuple(values)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One modality against Std in one column of the table (same dataset, model, size, swept values)."""
+
+    cell: Cell
+    reference: Cell
+    comparison: Comparison | None  # None below 2 runs on either side
+
+
+def differences(grid: Grid, stats: dict[Cell, CellStats]) -> list[Difference]:
+    """Every modality of the grid against Std, with Welch's p-values Holm-corrected over the whole list."""
+    found = []
+    for cell, st in stats.items():
+        reference = Cell(cell.dataset, cell.model, cell.train_examples, REFERENCE, cell.sweep)
+        if cell.modality != REFERENCE and reference in stats:
+            found.append(Difference(cell, reference, compare(st.accuracies, stats[reference].accuracies)))
+    adjusted = holm([d.comparison.p if d.comparison else None for d in found])
+    return [Difference(d.cell, d.reference, replace(d.comparison, p_holm=p) if d.comparison else None)
+            for d, p in zip(found, adjusted)]
 
 
 def mark_best(stats: dict[Cell, CellStats]) -> dict[Cell, CellStats]:
@@ -157,7 +207,7 @@ def mark_best(stats: dict[Cell, CellStats]) -> dict[Cell, CellStats]:
     groups: dict[tuple, list[Cell]] = defaultdict(list)
     for cell, st in stats.items():
         if st.n:
-            groups[(cell.dataset, cell.model, cell.train_examples)].append(cell)
+            groups[(cell.dataset, cell.model, cell.train_examples, cell.sweep)].append(cell)
     marked = dict(stats)
     for group in groups.values():
         if len(group) < 2:
@@ -175,48 +225,59 @@ def _signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "\u2212")
 
 
-def _count(st: CellStats) -> str:
-    return f"n={st.n}" if st.n >= st.runs else f"n={st.n}/{st.runs}"
+def _paper_text(st: CellStats) -> str:
+    if st.paper is None:
+        return ""
+    inside = {True: ", inside our CI", False: ", outside our CI", None: ""}[st.paper_inside]
+    return f"; paper {st.paper:.2f}" + (f", Δ {_signed(st.difference)}{inside}" if st.n else "")
 
 
 def markdown_cell(st: CellStats) -> str:
     if not st.n:
-        text = MISSING
-    else:
-        value = f"{st.mean:.2f} ± {st.std:.2f}"
-        text = f"**{value}** ({_count(st)})" if st.best else f"{value} ({_count(st)})"
-    if st.paper is not None:
-        text += f"; paper {st.paper:.2f}" + (f", Δ {_signed(st.difference)}" if st.n else "")
-    return text
+        return MISSING + _paper_text(st)
+    summary = st.summary
+    value = f"{summary.mean:.2f} ± {summary.std:.2f}"
+    return (f"**{value}**" if st.best else value) + (f" ({summary.count_text(st.runs)}; CI "
+                                                       f"{summary.interval_text()})") + _paper_text(st)
 
 
-def _rows(collected: Collected, dataset: str) -> list[tuple[str, str, list[CellStats]]]:
+def _rows(collected: Collected, dataset: str) -> list[tuple[str, str, Sweep, list[CellStats]]]:
+    """(model, modality, swept values, its cells in size order) of every line of a dataset's table."""
     grid = collected.grid
-    return [(model, modality, [collected.stats[Cell(dataset, model, size, modality)] for size in grid.train_examples])
-            for model in grid.models for modality in grid.modalities]
+    return [(model, modality, sweep, [collected.stats[Cell(dataset, model, size, modality, sweep)]
+                                      for size in grid.train_examples])
+            for model in grid.models for sweep in grid.sweeps() for modality in grid.modalities]
 
 
 def _legend(collected: Collected) -> list[str]:
     return [
         f"Test accuracy (%) of grid `{collected.grid.path}`: mean ± population std over the n finished runs "
-        f"(seeds 0..n-1) of each cell; n shown as n=k/{collected.grid.runs} while runs are missing. "
+        f"(seeds 0..n-1) of each cell, and the 95 % confidence interval of the mean (Student t; n/a below 2 "
+        f"runs); n shown as n=k/{collected.grid.runs} while runs are missing. "
         f"**Bold**: the best modality of a model in a column. \"{MISSING}\": no finished run.",
         "Paper: the mean the original repository states (MobileNetV2 only, docs/protocol.md, Reference numbers), "
-        "Δ = ours − paper.",
+        "Δ = ours − paper, and whether it lies inside our interval.",
     ]
+
+
+def _sweep_column(collected: Collected) -> tuple[str, str]:
+    return (" Sweep |", "---|") if collected.grid.sweep else ("", "")
 
 
 def markdown(collected: Collected) -> str:
     grid = collected.grid
     lines = [f"# Table 1: grid {grid.name}", ""] + _legend(collected) + [""]
+    head, rule = _sweep_column(collected)
     for dataset in grid.datasets:
         labels = [collected.column_label(dataset, size) for size in grid.train_examples]
-        lines += [f"## {dataset}", "", "| Encoder | Variant | " + " | ".join(labels) + " |",
-                  "|---|---|" + "---|" * len(labels)]
-        for model, modality, row in _rows(collected, dataset):
-            lines.append(f"| {model_display_name(model)} | {modality_display_name(modality)} | "
+        lines += [f"## {dataset}", "", "| Encoder | Modality |" + head + " " + " | ".join(labels) + " |",
+                  "|---|---|" + rule + "---|" * len(labels)]
+        for model, modality, sweep, row in _rows(collected, dataset):
+            swept = f" {sweep_tag(sweep)} |" if grid.sweep else ""
+            lines.append(f"| {model_display_name(model)} | {modality_display_name(modality)} |{swept} "
                          + " | ".join(markdown_cell(st) for st in row) + " |")
         lines.append("")
+    lines += differences_markdown(collected)
     complete = sum(st.n >= st.runs for st in collected.stats.values())
     missing = sum(not st.n for st in collected.stats.values())
     lines.append(f"{complete} of {len(collected.stats)} cells complete, {missing} missing; "
@@ -225,24 +286,76 @@ def markdown(collected: Collected) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = ("dataset", "model", "modality", "modality_name", "train_examples", "n", "runs", "mean", "std", "best",
-               "paper_mean", "difference", "train_subset_size")
+def _p_text(p: float | None) -> str:
+    return "n/a" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
+
+
+def difference_columns(d: Difference) -> list[str]:
+    """Δ, p, Holm-corrected p and Hedges' g of one comparison as the tables print them."""
+    c = d.comparison
+    if c is None:
+        return ["n/a"] * 4
+    return [_signed(c.difference), _p_text(c.p), _p_text(c.p_holm), "n/a" if c.hedges_g is None else f"{c.hedges_g:.2f}"]
+
+
+def differences_markdown(collected: Collected) -> list[str]:
+    if not collected.differences:
+        return []
+    head, rule = _sweep_column(collected)
+    lines = ["## Differences from Std", "",
+             "Each modality against Std in the same column (dataset, encoder, size"
+             + (", swept values" if collected.grid.sweep else "") + "): difference of the means (points), "
+             "Welch's two-sided p-value, the same Holm-corrected over the "
+             f"{sum(d.comparison is not None and d.comparison.p is not None for d in collected.differences)} "
+             "comparisons of this table, and Hedges' g (the difference in pooled standard deviations, "
+             "small-sample corrected); n/a below 2 runs on either side.", "",
+             "| Dataset | Encoder | Size |" + head + " Modality | Δ vs Std | p | p (Holm) | g |",
+             "|---|---|---|" + rule + "---|---|---|---|---|"]
+    for d in collected.differences:
+        c = d.cell
+        swept = f" {sweep_tag(c.sweep)} |" if collected.grid.sweep else ""
+        lines.append(f"| {c.dataset} | {model_display_name(c.model)} | {collected.column_label(c.dataset, c.train_examples)} |"
+                     f"{swept} {modality_display_name(c.modality)} | " + " | ".join(difference_columns(d)) + " |")
+    return lines + [""]
+
+
+CSV_COLUMNS = ("dataset", "model", "modality", "modality_name", "sweep", "train_examples", "n", "runs", "mean", "std",
+               "ci_low", "ci_high", "best", "paper_mean", "difference", "paper_inside_ci", "train_subset_size")
 
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+def _flag(value: bool | None) -> str:
+    return "" if value is None else str(int(value))
+
+
 def csv_text(collected: Collected) -> str:
-    """One row per cell (tidy); mean/std empty for a missing cell."""
+    """One row per cell (tidy); empty values where a cell has none (missing runs, no interval, no paper)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for cell, st in collected.stats.items():
-        subset = sorted(set(st.subset_sizes))
-        writer.writerow([cell.dataset, cell.model, cell.modality, modality_display_name(cell.modality), cell.train_examples,
-                         st.n, st.runs, _number(st.mean), _number(st.std), int(st.best), _number(st.paper),
-                         _number(st.difference), subset[0] if len(subset) == 1 else ""])
+        subset, summary = sorted(set(st.subset_sizes)), st.summary
+        writer.writerow([cell.dataset, cell.model, cell.modality, modality_display_name(cell.modality), cell.tag,
+                         cell.train_examples, st.n, st.runs, _number(summary.mean), _number(summary.std),
+                         _number(summary.ci_low), _number(summary.ci_high), int(st.best), _number(st.paper),
+                         _number(st.difference), _flag(st.paper_inside), subset[0] if len(subset) == 1 else ""])
+    return buffer.getvalue()
+
+
+def differences_csv(collected: Collected) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["dataset", "model", "train_examples", "sweep", "modality", "reference", "n", "n_reference",
+                     "difference", "p_welch", "p_holm", "hedges_g"])
+    for d in collected.differences:
+        c, comparison = d.cell, d.comparison
+        values = ([_number(comparison.difference), _number(comparison.p), _number(comparison.p_holm),
+                   _number(comparison.hedges_g)] if comparison else ["", "", "", ""])
+        writer.writerow([c.dataset, c.model, c.train_examples, c.tag, c.modality, d.reference.modality,
+                         collected.stats[c].n, collected.stats[d.reference].n, *values])
     return buffer.getvalue()
 
 
@@ -256,11 +369,13 @@ def latex_cell(st: CellStats) -> str:
     if not st.n:
         text = "--"
     else:
-        value = f"{st.mean:.2f} \\pm {st.std:.2f}"
+        summary = st.summary
+        value = f"{summary.mean:.2f} \\pm {summary.std:.2f}"
         text = f"$\\mathbf{{{value}}}$" if st.best else f"${value}$"
-        text += f" {{\\scriptsize $n{{=}}{st.n}$}}"
+        text += f" {{\\scriptsize $n{{=}}{st.n}$, CI {summary.interval_text()}}}"
     if st.paper is not None:
-        text += f" {{\\scriptsize (paper {st.paper:.2f}" + (f", ${st.difference:+.2f}$)}}" if st.n else ")}")
+        inside = {True: ", in CI", False: ", outside CI", None: ""}[st.paper_inside]
+        text += f" {{\\scriptsize (paper {st.paper:.2f}" + (f", ${st.difference:+.2f}${inside})}}" if st.n else ")}")
     return text
 
 
@@ -268,23 +383,42 @@ def latex(collected: Collected) -> str:
     grid = collected.grid
     lines = [f"% Table 1 of grid {_latex_escape(str(grid.path))}, written by `grid.py report`. "
              "Needs \\usepackage{booktabs}.",
-             "% Mean $\\pm$ population std over n runs; bold: best modality of a model per column; "
-             "-- : no finished run; paper: the original's stated mean (MobileNetV2)."]
+             "% Mean $\\pm$ population std over n runs, 95 % CI of the mean (Student t); bold: best modality of a "
+             "model per column; -- : no finished run; paper: the original's stated mean (MobileNetV2)."]
     for dataset in grid.datasets:
         labels = [_latex_escape(collected.column_label(dataset, size)) for size in grid.train_examples]
+        extra = 1 if grid.sweep else 0
         lines += ["\\begin{table}[t]", "\\centering",
                   f"\\caption{{Test accuracy (\\%) on {_latex_escape(dataset)}: mean $\\pm$ std over "
                   f"{grid.runs} runs.}}",
-                  "\\begin{tabular}{ll" + "c" * len(labels) + "}", "\\toprule",
-                  "Encoder & Variant & " + " & ".join(labels) + " \\\\", "\\midrule"]
+                  "\\begin{tabular}{ll" + "l" * extra + "c" * len(labels) + "}", "\\toprule",
+                  "Encoder & Modality & " + ("Sweep & " if extra else "") + " & ".join(labels) + " \\\\",
+                  "\\midrule"]
         previous = None
-        for model, modality, row in _rows(collected, dataset):
+        for model, modality, sweep, row in _rows(collected, dataset):
             if previous is not None and model != previous:
                 lines.append("\\midrule")
             name = _latex_escape(model_display_name(model)) if model != previous else ""
-            lines.append(f"{name} & {_latex_escape(modality_display_name(modality))} & "
+            swept = f"{_latex_escape(sweep_tag(sweep))} & " if extra else ""
+            lines.append(f"{name} & {_latex_escape(modality_display_name(modality))} & {swept}"
                          + " & ".join(latex_cell(st) for st in row) + " \\\\")
             previous = model
+        lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
+    if collected.differences:
+        lines += ["\\begin{table}[t]", "\\centering",
+                  "\\caption{Differences from Std: $\\Delta$ of the means, Welch's $p$, Holm-corrected $p$ over "
+                  "the table, Hedges' $g$; n/a below 2 runs.}",
+                  "\\begin{tabular}{lll" + "l" * (1 if grid.sweep else 0) + "lrrrr}", "\\toprule",
+                  "Dataset & Encoder & Size & " + ("Sweep & " if grid.sweep else "")
+                  + "Modality & $\\Delta$ & $p$ & $p_{\\mathrm{Holm}}$ & $g$ \\\\", "\\midrule"]
+        for d in collected.differences:
+            c = d.cell
+            swept = f"{_latex_escape(c.tag)} & " if grid.sweep else ""
+            columns = [v.replace("\u2212", "-") for v in difference_columns(d)]
+            lines.append(f"{_latex_escape(c.dataset)} & {_latex_escape(model_display_name(c.model))} & "
+                         f"{_latex_escape(collected.column_label(c.dataset, c.train_examples))} & {swept}"
+                         f"{_latex_escape(modality_display_name(c.modality))} & "
+                         + " & ".join(_latex_escape(v) for v in columns) + " \\\\")
         lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(lines)
 
@@ -305,6 +439,7 @@ def figure_png(collected: Collected) -> bytes:
     from matplotlib.lines import Line2D
 
     grid = collected.grid
+    sweep = grid.sweeps()[0]  # a sweep grid draws its first combination here, and every one per swept key
     rows, columns = len(grid.datasets), len(grid.models)
     figure = Figure(figsize=(3.2 * columns + 0.6, 2.9 * rows + 1.0), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
@@ -321,7 +456,7 @@ def figure_png(collected: Collected) -> bytes:
             drawn = False
             for k, modality in enumerate(grid.modalities):
                 color = COLORS.get(modality, f"C{k + 3}")
-                points = [(positions[s], collected.stats[Cell(dataset, model, s, modality)]) for s in sizes]
+                points = [(positions[s], collected.stats[Cell(dataset, model, s, modality, sweep)]) for s in sizes]
                 points = [(x, st) for x, st in points if st.n]
                 if points:
                     drawn = True
@@ -358,7 +493,8 @@ def figure_png(collected: Collected) -> bytes:
                               label="paper (MobileNetV2 means)"))
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     width = figure.get_size_inches()[0]
-    title = textwrap.fill(f"Grid {grid.name}: test accuracy vs. training-set size, mean ± std over runs. "
+    title = textwrap.fill(f"Grid {grid.name}{f' ({sweep_tag(sweep)})' if sweep else ''}: test accuracy vs. "
+                          "training-set size, mean ± std over runs. "
                           "The paper's claim: Memory Wrap above Std with few training images, the gap closing "
                           "on the full training set", width=max(40, int(width * 11)))
     figure.suptitle(title, fontsize=11)
@@ -373,14 +509,20 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
     collected = collect(grid, models_dir)
     out_dir = Path(out_dir)
     contents = {"markdown": markdown(collected).encode(), "csv": csv_text(collected).encode(),
-                "latex": latex(collected).encode(), "figure": figure_png(collected)}
+                "latex": latex(collected).encode(), "figure": figure_png(collected),
+                "differences_csv": differences_csv(collected).encode()}
     paths = {}
     for kind, data in contents.items():
         paths[kind] = write_output(out_dir / FILES[kind], data)
     from .journal.comparison import write_comparison  # the journal's comparison table, for grids that hold it
 
-    paths |= write_comparison(grid, {c: st.accuracies for c, st in collected.stats.items()}, collected.models_dir,
-                              out_dir)
+    if not grid.sweep:  # the journal's comparison has no swept values
+        paths |= write_comparison(grid, {c: st.accuracies for c, st in collected.stats.items()},
+                                  collected.models_dir, out_dir)
+    else:
+        from .sweeps import write_sweep_report
+
+        paths |= write_sweep_report(collected, out_dir)
     return collected, paths
 
 

@@ -19,15 +19,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from suite.run_files import finished_runs, write_record
 from suite.cli import ConfigError, UserError
 from suite.grid import dry_run_lines, make_plan
 from suite.gridspec import Cell, load_grid
+from suite.stats import summarize
+from conftest import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 MODALITIES = ["std", "memory", "encoder_memory"]
 TINY_VIT = {"patches": 4, "depth": 1, "hidden": 32, "heads": 2, "mlp_hidden": 32}
+T_975 = {1: 12.70620474, 2: 4.30265273}  # Student t, two-sided 95 %, by degrees of freedom (printed tables)
 MODALITY_COLORS = {"std": (0x1F, 0x77, 0xB4), "memory": (0x7F, 0x7F, 0x7F), "encoder_memory": (0xD6, 0x27, 0x28)}
 
 
@@ -43,7 +47,7 @@ def grid_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.Complete
 
 
 def write_tiny_grid(folder: Path, name: str = "tiny", epochs: int = 1, models=("shufflenet", "vit"),
-                    sizes=(40, 60), modalities=MODALITIES, runs: int = 2, extra=()) -> Path:
+                    sizes=(40, 60), modalities=MODALITIES, runs: int = 2, extra=(), sweep=None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     quickstart = yaml.safe_load((REPO / "config" / "quickstart.yaml").read_text())
     vit = dict(quickstart, model="vit", model_options=TINY_VIT)
@@ -55,6 +59,8 @@ def write_tiny_grid(folder: Path, name: str = "tiny", epochs: int = 1, models=("
         "overrides": [f"DIGITS.num_epochs={epochs}", "DIGITS.mem_examples=10", "batch_size_train=32",
                       "batch_size_test=250", "eval_passes=1", "device=cpu", f"models_dir={folder / 'models'}", *extra],
     }
+    if sweep:
+        grid["sweep"] = sweep
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(grid))
     return path
@@ -104,6 +110,11 @@ def test_grid_file_yields_cells_and_their_settings(tmp_path):
     ({"models": []}, "key 'models' must be a non-empty list of names"),
     ({"overrides": ["model=resnet18"]}, "'model' is set per cell by the grid key 'models'"),
     ({"base_config": {"vit": "x.yaml"}}, "base_config has no entry for model 'shufflenet'"),
+    ({"sweep": {"DIGITS.mem_examples": []}}, "key 'sweep.DIGITS.mem_examples' must be a non-empty list of distinct"),
+    ({"sweep": {"DIGITS.mem_examples": [5, 5]}}, "key 'sweep.DIGITS.mem_examples' must be a non-empty list of"),
+    ({"sweep": {"train_examples": [5, 6]}}, "'train_examples' is set per cell by the grid key 'train_examples'"),
+    ({"sweep": {"cell_tag": ["a"]}}, "'cell_tag' is set per cell by the grid key 'sweep'"),
+    ({"sweep": [1, 2]}, "key 'sweep' must be a mapping of config keys to lists of values"),
 ])
 def test_bad_grid_files_are_one_line_errors(tmp_path, change, message):
     path = write_tiny_grid(tmp_path)
@@ -375,6 +386,113 @@ def test_killed_worker_and_killed_grid_resume_without_retraining(tmp_path):
     assert f"{24 - len(before)} trained, {len(before)} already done (skipped)" in rerun.stdout
 
 
+# ---- sweeps --------------------------------------------------------------------------------------
+SWEEP = {"DIGITS.mem_examples": [5, 10], "memory_sampling": ["uniform", "class_balanced"]}
+
+
+def test_a_sweep_makes_a_cell_of_every_combination_in_folders_of_their_own(tmp_path):
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("encoder_memory",),
+                                     sweep=SWEEP))
+    cells = grid.cells()
+    assert [c.tag for c in cells] == ["DIGITS.mem_examples=5,memory_sampling=uniform",
+                                      "DIGITS.mem_examples=5,memory_sampling=class_balanced",
+                                      "DIGITS.mem_examples=10,memory_sampling=uniform",
+                                      "DIGITS.mem_examples=10,memory_sampling=class_balanced"]
+    settings = grid.cell_settings(cells[3])
+    assert (settings.mem_examples, settings.config["memory_sampling"]) == (10, "class_balanced")
+    assert settings.cell_folder == (tmp_path / "models/DIGITS/encoder_memory/vit/"
+                                    "40@DIGITS.mem_examples=10,memory_sampling=class_balanced")
+    plain = load_grid(write_tiny_grid(tmp_path, name="plain", models=("vit",), sizes=(40,)))
+    assert plain.cell_settings(plain.cells()[0]).cell_folder.name == "40"  # a plain cell never carries '@'
+    assert len({grid.cell_settings(c).cell_folder for c in cells}) == 4
+    # The swept values change numbers: they are part of the settings a record is compared with.
+    assert grid.cell_settings(cells[0]).comparable_json() != grid.cell_settings(cells[1]).comparable_json()
+    assert "cell_tag" not in settings.comparable_json()
+
+
+@pytest.fixture(scope="module")
+def sweep_grid(tmp_path_factory):
+    """A swept tiny grid (memory size x sampling, encoder_memory and std, 2 runs), trained by 2 workers."""
+    folder = tmp_path_factory.mktemp("sweep_grid")
+    path = write_tiny_grid(folder, models=("vit",), sizes=(40,), modalities=("std", "encoder_memory"), sweep=SWEEP)
+    result = grid_cli(f"--grid={path}", "--workers=2", cwd=folder)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder, path, result
+
+
+@pytest.mark.slow
+def test_a_sweep_cell_is_an_ordinary_cell_for_every_script(sweep_grid, tmp_path):
+    """eval_dir.py reads it as it reads any cell; train.py --continue_train with its config (cell_tag
+    included) keeps its runs; a second grid command trains nothing."""
+    folder, path, result = sweep_grid
+    cell = folder / "models/DIGITS/encoder_memory/vit/40@DIGITS.mem_examples=10,memory_sampling=class_balanced"
+    records = finished_runs(cell)
+    assert sorted(records) == [1, 2] and {r["config"]["memory_sampling"] for r in records.values()} == {"class_balanced"}
+    evaluated = run_script("eval_dir.py", f"--path={cell}", "--device=cpu", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert {int(m) for m in re.findall(r"^Run:(\d+) \| Accuracy", evaluated.stdout, re.M)} == {1, 2}
+    for run, record in records.items():
+        assert f"Run:{run} | Accuracy {record['accuracy']:.2f} |" in evaluated.stdout
+    config = tmp_path / "cell.yaml"
+    config.write_text(yaml.safe_dump(records[1]["config"]))
+    again = run_script("train.py", "--modality=encoder_memory", f"--config={config}", "--continue_train", cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("Run:") == 2 and "epoch" not in again.stdout, again.stderr
+    rerun = grid_cli(f"--grid={path}", cwd=folder)
+    assert rerun.returncode == 0 and "0 trained, 16 already done (skipped)" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_grid_resumes_without_training_anything_twice(tmp_path):
+    path = write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("encoder_memory",), sweep=SWEEP,
+                           epochs=2)
+    models = tmp_path / "models"
+    log = tmp_path / "first.log"
+    with open(log, "w") as stdout:
+        process = subprocess.Popen([sys.executable, str(REPO / "grid.py"), f"--grid={path}", "--workers=1"],
+                                   cwd=tmp_path, env=grid_env(), stdout=stdout, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        _wait_for(lambda: _count_records(models) >= 3, process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    before = read_results(models)
+    assert 3 <= len(before) < 8
+    rerun = grid_cli(f"--grid={path}", "--workers=2", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    after = read_results(models)
+    assert len(after) == 8 and {key: after[key] for key in before} == before
+    assert run_lines(rerun.stdout) == set(after) - set(before)  # each missing run trained once, nothing twice
+    assert not list(models.rglob("*.resume.pt"))
+
+
+@pytest.mark.slow
+def test_the_sweep_report_has_a_table_and_a_figure_per_swept_key_computed_by_hand(sweep_grid):
+    folder, path, _ = sweep_grid
+    report = grid_cli("report", f"--grid={path}", f"--out={folder / 'report'}", cwd=folder, timeout=120)
+    assert report.returncode == 0, report.stderr[-2000:]
+    table = (folder / "report" / "sweep_DIGITS_mem_examples.md").read_text()
+    rows = list(csv.DictReader((folder / "report" / "sweep_DIGITS_mem_examples.csv").open()))
+    assert len(rows) == 2 * 2 * 2  # other key's 2 values x 2 modalities x 2 memory sizes
+    for row in rows:
+        cell = (folder / "models/DIGITS" / row["modality"] / "vit"
+                / f"40@DIGITS.mem_examples={row['value']},{row['other_swept']}")
+        accuracies = [r["accuracy"] for r in finished_runs(cell).values()]
+        summary = summarize(accuracies)
+        assert (int(row["n"]), float(row["mean"]), float(row["ci_high"])) == (2, pytest.approx(summary.mean, abs=1e-4),
+                                                                              pytest.approx(summary.ci_high, abs=1e-4))
+        assert summary.text(2) in table
+    assert "## DIGITS · ViT · 40 training images, memory_sampling=class_balanced" in table
+    differences = list(csv.DictReader((folder / "report" / "differences.csv").open()))
+    assert len(differences) == 4 and {d["sweep"] for d in differences} == {
+        f"DIGITS.mem_examples={m},memory_sampling={s}" for m in (5, 10) for s in ("uniform", "class_balanced")}
+    for name in ("sweep_DIGITS_mem_examples.png", "sweep_memory_sampling.png"):
+        pixels = _png_pixels(folder / "report" / name)
+        assert _has_colour(pixels, MODALITY_COLORS["std"]) and _has_colour(pixels, MODALITY_COLORS["encoder_memory"])
+
+
 # ---- failures -----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_failed_run_is_reported_and_the_others_finish(tmp_path):
@@ -478,14 +596,16 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
     grid, folder = paper_grid
     collected, paths = write_report(grid, folder / "report")
     markdown = paths["markdown"].read_text()
-    # Complete cell with the paper's number beside it; a partial cell shows n=2/3 and is the best variant.
-    assert ("| MobileNetV2 | Std | 42.00 ± 2.16 (n=3); paper 42.71, Δ −0.71 | 95.00 ± 0.00 (n=1/3); paper 95.95, "
-            "Δ −0.95 |") in markdown
-    assert "| MobileNetV2 | Memory Wrap | **65.00 ± 5.00** (n=2/3); paper 66.93, Δ −1.93 | missing; paper 95.63 |" \
-        in markdown
+    # Complete cell with the paper's number beside it; a partial cell shows n=2/3 and is the best modality.
+    # Intervals (Student t, 95 %): std 42 ± t(2) * sqrt(7 / 3) = 42 ± 6.57; Memory Wrap 65 ± t(1) * 5 = 65 ± 63.53.
+    std_half, wrap_half = T_975[2] * math.sqrt(7 / 3), T_975[1] * 5.0
+    assert (f"| MobileNetV2 | Std | 42.00 ± 2.16 (n=3; CI {42 - std_half:.2f}–{42 + std_half:.2f}); paper 42.71, "
+            f"Δ −0.71, inside our CI | 95.00 ± 0.00 (n=1/3; CI n/a); paper 95.95, Δ −0.95 |") in markdown
+    assert (f"| MobileNetV2 | Memory Wrap | **65.00 ± 5.00** (n=2/3; CI {65 - wrap_half:.2f}–{65 + wrap_half:.2f}); "
+            "paper 66.93, Δ −1.93, inside our CI | missing; paper 95.63 |") in markdown
     assert "| MobileNetV2 | Only Memory | missing | missing |" in markdown
     assert "| ShuffleNetV2 | Std | missing | missing |" in markdown
-    assert "| Encoder | Variant | 1000 | full (67257) |" in markdown
+    assert "| Encoder | Modality | 1000 | full (67257) |" in markdown
     assert "SVHN/std/shufflenet/1000: 1 record(s) left out, trained with other settings (differ in: SVHN)" in markdown
     assert "1 record(s) under" in markdown and "belong to cells outside this grid" in markdown
     assert "1 record(s) of runs above the grid's 3 runs per cell left out" in markdown
@@ -497,14 +617,35 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
     row = rows[("SVHN", "mobilenet", "std", "1000")]
     assert (row["n"], row["mean"], row["std"], row["best"], row["paper_mean"], row["difference"]) == \
         ("3", "42.0000", f"{math.sqrt(14 / 3):.4f}", "0", "42.7100", "-0.7100")
+    assert (row["ci_low"], row["ci_high"], row["paper_inside_ci"]) == (f"{42 - std_half:.4f}", f"{42 + std_half:.4f}",
+                                                                       "1")
     assert rows[("SVHN", "mobilenet", "encoder_memory", "1000")]["best"] == "1"
     missing = rows[("CIFAR10", "shufflenet", "memory", "100000")]
-    assert (missing["n"], missing["mean"], missing["std"], missing["best"]) == ("0", "", "", "0")
+    assert (missing["n"], missing["mean"], missing["std"], missing["best"], missing["ci_low"]) == ("0", "", "", "0", "")
+    single = rows[("SVHN", "mobilenet", "std", "100000")]
+    assert (single["n"], single["ci_low"], single["ci_high"], single["paper_inside_ci"]) == ("1", "", "", "")
     assert rows[("CIFAR10", "mobilenet", "std", "1000")]["paper_mean"] == "38.5700"
 
+    # Memory Wrap against Std at 1,000 SVHN images: Welch by hand; the only comparison with 2+ runs on both
+    # sides, so Holm changes nothing. Hedges' g with the pooled sample std.
+    t = (65 - 42) / math.sqrt(50 / 2 + 7 / 3)
+    dof = (50 / 2 + 7 / 3) ** 2 / ((50 / 2) ** 2 / 1 + (7 / 3) ** 2 / 2)
+    p = 2 * stats.t.sf(t, dof)
+    g = (1 - 3 / (4 * 5 - 9)) * 23 / math.sqrt((1 * 50 + 2 * 7) / 3)
+    assert f"| SVHN | MobileNetV2 | 1000 | Memory Wrap | +23.00 | {p:.4f} | {p:.4f} | {g:.2f} |" in markdown
+    assert "| SVHN | MobileNetV2 | full (67257) | Memory Wrap | n/a | n/a | n/a | n/a |" in markdown
+    differences = list(csv.DictReader(paths["differences_csv"].open()))
+    measured = [d for d in differences if d["p_welch"]]
+    assert len(measured) == 1 and (measured[0]["modality"], measured[0]["n"], measured[0]["n_reference"]) == \
+        ("encoder_memory", "2", "3")
+    assert [float(measured[0][k]) for k in ("difference", "p_welch", "p_holm", "hedges_g")] == \
+        pytest.approx([23.0, p, p, g], abs=1e-4)
+
     latex = paths["latex"].read_text()
-    assert "MobileNetV2 & Std & $42.00 \\pm 2.16$ {\\scriptsize $n{=}3$} {\\scriptsize (paper 42.71, $-0.71$)}" in latex
+    assert (f"MobileNetV2 & Std & $42.00 \\pm 2.16$ {{\\scriptsize $n{{=}}3$, CI {42 - std_half:.2f}–"
+            f"{42 + std_half:.2f}}} {{\\scriptsize (paper 42.71, $-0.71$, in CI)}}") in latex
     assert "& Memory Wrap & $\\mathbf{65.00 \\pm 5.00}$" in latex and "ShuffleNetV2 & Std & -- & --" in latex
+    assert f"SVHN & MobileNetV2 & 1000 & Memory Wrap & +23.00 & {p:.4f} & {p:.4f} & {g:.2f}" in latex
 
     pixels = _png_pixels(paths["figure"])
     assert (pixels.min(axis=-1) < 0.5).mean() > 0.01

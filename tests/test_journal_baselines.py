@@ -271,7 +271,8 @@ def test_majority_vote_of_a_cell_reports_the_recorded_accuracy(journal_grid):
             assert voted[f"pass_{name}_accuracies"] == per_pass
             assert voted[f"{name}_accuracy"] == pytest.approx(sum(per_pass) / 2)
     mean, std = population_stats([r["mvy_accuracy"] for r in payload["runs"]])
-    assert payload["summary"]["mvy_accuracy"] == pytest.approx({"mean": mean, "std": std})
+    assert {k: payload["summary"]["mvy_accuracy"][k] for k in ("mean", "std", "n")} == pytest.approx(
+        {"mean": mean, "std": std, "n": 2})
     assert f"MVY Accuracy:{mean:.2f} | Std Dev:{std:.2f}" in stdout.splitlines()[-1]
 
 
@@ -291,7 +292,7 @@ def test_grid_report_writes_the_comparison_computed_by_hand(journal_grid):
         mean, std = population_stats(values)
         assert (row["n"], row["runs"]) == ("2", "2")
         assert float(row["mean"]) == pytest.approx(mean, abs=1e-4) and float(row["std"]) == pytest.approx(std, abs=1e-4)
-        assert f"| {row['method']} | {mean:.2f} ± {std:.2f} (n=2) |" in markdown
+        assert f"| {row['method']} | {by_hand(values, 2)} |" in markdown
 
 
 def test_majority_vote_refuses_std_models(tmp_path):
@@ -312,6 +313,19 @@ def _fake_run(settings: dict, cell: Cell, run: int, accuracy: float) -> dict:
 
 def _append(folder: Path, record: dict) -> None:
     write_record(folder, record)
+
+
+T_975 = {1: 12.70620474, 2: 4.30265273}  # Student t, two-sided 95 %, by degrees of freedom (printed tables)
+
+
+def by_hand(values: list[float], runs: int) -> str:
+    """mean ± population std (n; 95 % CI of the mean) of a report cell, computed here from the formulas."""
+    mean, std = population_stats(values)
+    count = f"n={len(values)}" if len(values) >= runs else f"n={len(values)}/{runs}"
+    if len(values) < 2:
+        return f"{mean:.2f} ± {std:.2f} ({count}; CI n/a)"
+    half = T_975[len(values) - 1] * std / math.sqrt(len(values) - 1)
+    return f"{mean:.2f} ± {std:.2f} ({count}; CI {mean - half:.2f}–{mean + half:.2f})"
 
 
 def test_comparison_table_numbers_are_the_given_records_by_hand(tmp_path):
@@ -351,16 +365,17 @@ def test_comparison_table_numbers_are_the_given_records_by_hand(tmp_path):
     markdown = paths["comparison_markdown"].read_text()
     table = markdown.split("| Method | 1000 | 2000 |")[1]
     expected_lines = [
-        "| Std | 53.00 ± 2.94 (n=3) | missing |",  # mean 53, population std sqrt(26/3)
-        "| Only Memory | 58.00 ± 0.00 (n=1/3) | missing |",
-        "| Memory Wrap | 62.00 ± 1.63 (n=3) | 72.00 ± 2.16 (n=3) |",
-        "| Matching Networks | 41.00 ± 0.82 (n=3) | missing |",
-        "| ProtoNet | 31.50 ± 1.50 (n=2/3) | missing |",
+        f"| Std | {by_hand([50, 52, 57], 3)} | missing |",
+        f"| Only Memory | {by_hand([58], 3)} | missing |",
+        f"| Memory Wrap | {by_hand([60, 64, 62], 3)} | {by_hand([70, 71, 75], 3)} |",
+        f"| Matching Networks | {by_hand([40, 41, 42], 3)} | missing |",
+        f"| ProtoNet | {by_hand([30, 33], 3)} | missing |",
         "| Only Memory: majority vote of predictions (MVO) | missing | missing |",
         "| Only Memory: majority vote of labels (MVY) | missing | missing |",
-        "| Memory Wrap: majority vote of predictions (MVO) | 58.00 ± 2.16 (n=3) | missing |",
-        "| Memory Wrap: majority vote of labels (MVY) | 50.33 ± 2.05 (n=3) | missing |",
+        f"| Memory Wrap: majority vote of predictions (MVO) | {by_hand([55, 59, 60], 3)} | missing |",
+        f"| Memory Wrap: majority vote of labels (MVY) | {by_hand([48, 50, 53], 3)} | missing |",
     ]
+    assert expected_lines[0] == "| Std | 53.00 ± 2.94 (n=3; CI 44.04–61.96) | missing |"  # sqrt(26/3), t(2) = 4.303
     assert [line for line in table.splitlines() if line.startswith("| ") and "---" not in line] == expected_lines
     assert "## SVHN, wrn28_2" in markdown
     assert "runs evaluated with other settings left out (differ in: batch_size_test)" in markdown

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 from ..run_files import write_output
 from ..config import cell_folder, settings_difference
 from ..gridspec import Cell, Grid
-from ..stats import mean_and_std
+from ..stats import summarize
 
 MAJORITY_VOTE_FILE = "majority_vote.json"  # written by eval_dir.py --majority_vote
 FILES = {"comparison_markdown": "comparison.md", "comparison_csv": "comparison.csv"}
@@ -57,10 +57,6 @@ class Row:
     @property
     def n(self) -> int:
         return len(self.values)
-
-    @property
-    def mean_std(self) -> tuple[float | None, float | None]:
-        return mean_and_std(self.values)
 
 
 def read_votes(path: Path, runs: int, expected: dict) -> tuple[dict[int, dict], list[str]]:
@@ -98,8 +94,10 @@ def collect_votes(grid: Grid, accuracies: Mapping[Cell, Sequence[float]],
     for cell in grid.cells():
         if cell.modality == "std":
             continue
-        expected = grid.cell_settings(cell, names, list(grid.models)).comparable_json()
-        folder = cell_folder(models_dir, cell.dataset, cell.modality, cell.model, cell.train_examples)
+        settings = grid.cell_settings(cell, names, list(grid.models))
+        expected = settings.comparable_json()
+        folder = cell_folder(models_dir, cell.dataset, cell.modality, cell.model, cell.train_examples,
+                             settings.config["cell_tag"])
         votes[cell], found_notes = read_votes(folder / MAJORITY_VOTE_FILE, grid.runs, expected)
         notes += found_notes
         if cell.modality in VOTED_MODALITIES and accuracies.get(cell) and not votes[cell]:
@@ -138,11 +136,8 @@ def wanted(grid: Grid, rows: list[Row]) -> bool:
 
 # ---- text formats ---------------------------------------------------------------------------------
 def cell_text(row: Row) -> str:
-    mean, std = row.mean_std
-    if mean is None:
-        return MISSING
-    count = f"n={row.n}" if row.n >= row.runs else f"n={row.n}/{row.runs}"
-    return f"{mean:.2f} ± {std:.2f} ({count})"
+    """mean ± population std (n; 95 % CI of the mean), as every report prints a group of runs."""
+    return summarize(row.values).text(row.runs)
 
 
 def _grouped(rows: list[Row]) -> dict[tuple[str, str], dict[str, list[Row]]]:
@@ -156,7 +151,8 @@ def _grouped(rows: list[Row]) -> dict[tuple[str, str], dict[str, list[Row]]]:
 def markdown(grid: Grid, rows: list[Row], notes: list[str]) -> str:
     lines = [f"# Journal comparison: grid {grid.name}", "",
              f"Test accuracy (%) of grid `{grid.path}`: mean ± population std over the n finished runs of each "
-             f"cell (n=k/{grid.runs} while runs are missing); \"{MISSING}\": no result. Majority votes: for each "
+             f"cell (n=k/{grid.runs} while runs are missing), and the 95 % confidence interval of the mean "
+             f"(Student t; n/a below 2 runs); \"{MISSING}\": no result. Majority votes: for each "
              "test input, the memory samples with positive weight vote with the class the model predicts for "
              "them (MVO) or with their true label (MVY), one vote each, ties to the smallest class; "
              "computed by `eval_dir.py --majority_vote` with the same passes and memory draws as the "
@@ -172,18 +168,20 @@ def markdown(grid: Grid, rows: list[Row], notes: list[str]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-CSV_COLUMNS = ("dataset", "model", "train_examples", "method", "modality", "measure", "n", "runs", "mean", "std")
+CSV_COLUMNS = ("dataset", "model", "train_examples", "method", "modality", "measure", "n", "runs", "mean", "std",
+               "ci_low", "ci_high")
 
 
 def csv_text(rows: list[Row]) -> str:
-    """One row per table cell (tidy); mean and std empty where missing."""
+    """One row per table cell (tidy); empty where missing (mean, std) or below 2 runs (the interval)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        mean, std = row.mean_std
+        summary = summarize(row.values)
         writer.writerow([row.dataset, row.model, row.train_examples, row.method, row.modality, row.measure, row.n,
-                         row.runs, "" if mean is None else f"{mean:.4f}", "" if std is None else f"{std:.4f}"])
+                         row.runs, *("" if v is None else f"{v:.4f}" for v in
+                                     (summary.mean, summary.std, summary.ci_low, summary.ci_high))])
     return buffer.getvalue()
 
 
