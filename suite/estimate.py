@@ -35,6 +35,7 @@ class Estimate:
     training_only: bool  # the profile has no evaluation costs
     unsized_datasets: tuple[str, ...] = ()  # datasets of the plan registered without nominal sizes
     grid: dict | None = None  # the profile's measured grid throughput (workers, mps, throughput)
+    resized: tuple[str, ...] = ()  # models of the plan with model_options (timed as their default size)
 
     def line(self) -> str:
         parts = [f"{self.hours:,.1f} device-hours for {self.runs} runs on {self.hardware} one run at a time"]
@@ -48,6 +49,8 @@ class Estimate:
             parts.append(f"without {', '.join(self.unknown_models)} (not in the profile)")
         if self.unsized_datasets:
             parts.append(f"without {', '.join(self.unsized_datasets)} (the dataset has no nominal sizes)")
+        if self.resized:
+            parts.append(f"{', '.join(self.resized)} with model_options timed as the default architecture")
         return "; ".join(parts)
 
 
@@ -74,9 +77,11 @@ def run_seconds(settings: TrainSettings, times: dict) -> tuple[float, bool]:
 def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: dict) -> Estimate:
     """The device-hours of the runs on `hardware`; runs it cannot estimate (a model without step times,
     a dataset registered without nominal sizes) are left out of the hours and named in the line."""
-    total, runs, unknown, unsized, with_eval = 0.0, 0, set(), set(), True
+    total, runs, unknown, unsized, resized, with_eval = 0.0, 0, set(), set(), set(), True
     for settings in settings_of_runs:
         runs += 1
+        if settings.config["model_options"]:
+            resized.add(settings.model)
         times = profile.get("models", {}).get(settings.model)
         if times is None:
             unknown.add(settings.model)
@@ -88,4 +93,4 @@ def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: 
         total += seconds
         with_eval &= evaluated
     return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval, tuple(sorted(unsized)),
-                    profile.get("grid"))
+                    profile.get("grid"), tuple(sorted(resized)))

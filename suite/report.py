@@ -295,7 +295,7 @@ def difference_columns(d: Difference) -> list[str]:
     c = d.comparison
     if c is None:
         return ["n/a"] * 4
-    return [_signed(c.difference), _p_text(c.p), _p_text(c.p_holm), "n/a" if c.hedges_g is None else f"{c.hedges_g:.2f}"]
+    return [_signed(c.difference), _p_text(c.p), _p_text(c.p_holm), "n/a" if c.hedges_g is None else _signed(c.hedges_g)]
 
 
 def differences_markdown(collected: Collected) -> list[str]:

@@ -61,6 +61,13 @@ def test_a_measured_grid_throughput_divides_the_one_at_a_time_hours():
     assert "with" not in alone.line()
 
 
+def test_models_with_options_are_named_as_timed_by_their_default_size():
+    runs = [_settings("std", "model_options={depth: 1}"), _settings("std")]
+    found = estimate(runs, "Test GPU", PROFILE)
+    assert found.hours == pytest.approx(2 * run_seconds(runs[1], PROFILE["models"]["mobilenet"])[0] / 3600)
+    assert found.line().endswith("; mobilenet with model_options timed as the default architecture")
+
+
 def test_runs_without_nominal_sizes_or_step_times_are_named_not_estimated(monkeypatch):
     # A dataset registered without `sizes` (the README's one-file example) cannot be estimated.
     monkeypatch.setitem(dataset_registry._REGISTRY, "DIGITS", replace(get_spec("DIGITS"), sizes=None))

@@ -632,7 +632,7 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
     dof = (50 / 2 + 7 / 3) ** 2 / ((50 / 2) ** 2 / 1 + (7 / 3) ** 2 / 2)
     p = 2 * stats.t.sf(t, dof)
     g = (1 - 3 / (4 * 5 - 9)) * 23 / math.sqrt((1 * 50 + 2 * 7) / 3)
-    assert f"| SVHN | MobileNetV2 | 1000 | Memory Wrap | +23.00 | {p:.4f} | {p:.4f} | {g:.2f} |" in markdown
+    assert f"| SVHN | MobileNetV2 | 1000 | Memory Wrap | +23.00 | {p:.4f} | {p:.4f} | {g:+.2f} |" in markdown
     assert "| SVHN | MobileNetV2 | full (67257) | Memory Wrap | n/a | n/a | n/a | n/a |" in markdown
     differences = list(csv.DictReader(paths["differences_csv"].open()))
     measured = [d for d in differences if d["p_welch"]]
@@ -645,7 +645,7 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
     assert (f"MobileNetV2 & Std & $42.00 \\pm 2.16$ {{\\scriptsize $n{{=}}3$, CI {42 - std_half:.2f}–"
             f"{42 + std_half:.2f}}} {{\\scriptsize (paper 42.71, $-0.71$, in CI)}}") in latex
     assert "& Memory Wrap & $\\mathbf{65.00 \\pm 5.00}$" in latex and "ShuffleNetV2 & Std & -- & --" in latex
-    assert f"SVHN & MobileNetV2 & 1000 & Memory Wrap & +23.00 & {p:.4f} & {p:.4f} & {g:.2f}" in latex
+    assert f"SVHN & MobileNetV2 & 1000 & Memory Wrap & +23.00 & {p:.4f} & {p:.4f} & {g:+.2f}" in latex
 
     pixels = _png_pixels(paths["figure"])
     assert (pixels.min(axis=-1) < 0.5).mean() > 0.01

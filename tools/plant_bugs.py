@@ -59,8 +59,10 @@ def _ignore(root: Path):
 
 def apply(bug: Bug, tree: Path) -> str | None:
     """Apply every replacement of `bug` in `tree`; None on success, else why it cannot be applied."""
+    path = tree / bug.file
+    if not path.is_file():
+        return f"{bug.file} does not exist"
     for replacement in bug.replacements:
-        path = tree / bug.file
         text = path.read_text()
         count = text.count(replacement.original)
         if count < replacement.occurrence:
@@ -73,9 +75,13 @@ def apply(bug: Bug, tree: Path) -> str | None:
 
 
 def check(bug: Bug, tree: Path = REPO) -> str | None:
-    """Whether the bug still applies to `tree` (without writing anything)."""
+    """Whether the bug still applies to `tree` (without writing anything); None if it does, else why not."""
+    path = tree / bug.file
+    if not path.is_file():
+        return f"{bug.file} does not exist"
+    text = path.read_text()
     for replacement in bug.replacements:
-        count = (tree / bug.file).read_text().count(replacement.original)
+        count = text.count(replacement.original)
         if count < replacement.occurrence:
             return f"original text found {count} times, occurrence {replacement.occurrence} wanted"
         if replacement.original == replacement.mutated:
@@ -154,8 +160,10 @@ def main() -> int:
     if args.check:
         problems = [(b.name, check(b, args.source)) for b in bugs]
         for name, problem in problems:
-            print(f"{name}: {problem or 'ok'}")
-        return 1 if any(p for _, p in problems) else 0
+            print(f"{name}: {f'STALE ({problem})' if problem else 'ok'}")
+        stale = [name for name, problem in problems if problem]
+        print(f"{len(stale)} of {len(problems)} stale" + (f": {', '.join(stale)}" if stale else ""))
+        return 1 if stale else 0
     outcomes: list[Outcome] = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for outcome in pool.map(lambda b: plant(b, args.source, args.timeout), bugs):
