@@ -12,6 +12,7 @@ Not part of the test suite (it runs the suite once per bug: an hour or more on 2
     python3 tools/plant_bugs.py --only E1,E3 --jobs 1
     python3 tools/plant_bugs.py --check              # only check that every original text is still there
     python3 tools/plant_bugs.py --json out.json --markdown out.md
+    python3 tools/plant_bugs.py --bugs tools/audit_bugs.py     # an outside review's bugs, same format
 """
 from __future__ import annotations
 
@@ -145,6 +146,8 @@ def markdown(outcomes: list[Outcome]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated bug names (default: all)")
+    parser.add_argument("--bugs", type=Path, help="another file of bugs in tools/bugs.py's format (an outside "
+                                                  "review's); default: tools/bugs.py")
     parser.add_argument("--jobs", type=int, default=2, help="bugs tried at once (one pytest process each)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per pytest call")
     parser.add_argument("--source", type=Path, default=REPO, help="tree to copy (default: this working tree)")
@@ -152,11 +155,19 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the outcomes as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table as Markdown")
     args = parser.parse_args()
+    catalogue = BUGS
+    if args.bugs:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("outside_bugs", args.bugs)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        catalogue = module.BUGS
     names = [n for n in args.only.split(",") if n]
-    unknown = sorted(set(names) - {b.name for b in BUGS})
+    unknown = sorted(set(names) - {b.name for b in catalogue})
     if unknown:
         parser.error(f"unknown bugs: {', '.join(unknown)}")
-    bugs = [b for b in BUGS if not names or b.name in names]
+    bugs = [b for b in catalogue if not names or b.name in names]
     if args.check:
         problems = [(b.name, check(b, args.source)) for b in bugs]
         for name, problem in problems:
