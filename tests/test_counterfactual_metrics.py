@@ -346,3 +346,14 @@ def test_autoencoder_layout_and_parameter_counts():
     assert ae.encode(x).shape == (2, 1, 16, 16)
     assert ae.decode(ae.encode(x)).shape == ae(x).shape == x.shape
     assert not any("autoencoder" in name for name in list_models())
+
+
+def test_k_nearest_prototypes_average_the_k_nearest_latents_of_the_class():
+    """Class 1 has latents 1, 2 and 10 away from the query: k=2 averages the two nearest, k=1 takes the
+    nearest, k above the class size takes them all."""
+    latents = torch.tensor([[1.0, 0.0], [0.0, 2.0], [10.0, 0.0]])
+    labels, query, only_one = torch.tensor([1, 1, 1]), torch.zeros(1, 2), torch.tensor([[False, True]])
+    for k, expected in ((1, [1.0, 0.0]), (2, [0.5, 1.0]), (5, [11.0 / 3, 2.0 / 3])):
+        protos, classes = nearest_prototypes(query, latents, labels, only_one, k=k)
+        assert classes.tolist() == [1]
+        torch.testing.assert_close(protos[0], torch.tensor(expected))

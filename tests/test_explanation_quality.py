@@ -450,3 +450,18 @@ def test_bad_inputs_are_one_line_errors(runs, cell):
     for command in (quality_commands.counterfactual_quality, quality_commands.explanation_quality):
         with pytest.raises(UserError, match="'protonet' model; .* needs a Memory Wrap model"):
             command(str(other), CPU, note=lambda _: None)
+
+
+def test_the_autoencoder_error_is_a_mean_over_every_pixel_of_every_image():
+    """Known answer: a model that outputs zeros has, as error, the mean of the squared normalised pixels
+    over all images, channels and pixels, across several encoding batches."""
+    from types import SimpleNamespace
+
+    from suite.journal.autoencoders import ENCODE_BATCH
+
+    images = torch.randint(0, 256, (ENCODE_BATCH + 7, 3, 4, 4), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    data = SimpleNamespace(test_transform=lambda x: (x.float() - 100.0) / 50.0)
+    expected = float(((images.double() - 100.0) / 50.0).pow(2).mean())
+    assert mean_squared_error(torch.zeros_like, data, images) == pytest.approx(expected, rel=1e-6)
+    assert math.isnan(mean_squared_error(torch.zeros_like, data, images[:0]))

@@ -307,6 +307,28 @@ def test_integrated_gradients_completeness_with_one_step_per_forward(modality):
     assert (input_attr.sum() + memory_attr.sum()).item() == pytest.approx(gap, rel=1e-6, abs=1e-9)
 
 
+def test_the_originals_integrated_gradients_settings_are_the_default_on_every_path():
+    """40 interpolation steps, 2 per forward pass (the original's), when nobody chooses: in the call
+    the figures make and in the script's flags."""
+    model = _TinyNet("encoder_memory").double().eval()
+    x, memory = torch.randn(1, 3, 8, 8, dtype=torch.double), torch.randn(5, 3, 8, 8, dtype=torch.double)
+    seen, original_forward = [], model.forward
+
+    def spy(inputs, mem, return_weights=False, memory_labels=None):
+        seen.append((inputs.shape[0], mem.shape[0]))
+        return original_forward(inputs, mem, return_weights, memory_labels)
+
+    model.forward = spy
+    default = explain.attribute(model, x, memory, 0, (torch.zeros_like(x), torch.zeros_like(memory)))
+    assert set(seen) == {(2, 10)} and len(seen) == 20
+    chosen = explain.attribute(model, x, memory, 0, (torch.zeros_like(x), torch.zeros_like(memory)), n_steps=40,
+                               internal_batch_size=2)
+    assert all(torch.equal(a, b) for a, b in zip(default, chosen))
+    help_text = run_script("generate_heatmaps.py", "--help").stdout
+    blocks = {block.split(":")[0]: block for block in help_text.split("\n  --")}
+    for flag, value in (("n_steps", 40), ("internal_batch_size", 2)):
+        assert f"(default: '{value}')" in blocks[flag], blocks[flag]
+
 def test_internal_batch_size_mixes_interpolation_steps_in_one_memory():
     torch.manual_seed(0)
     model = _TinyNet("encoder_memory").double().eval()

@@ -703,3 +703,41 @@ def test_report_names_encoders_and_variants_from_the_registries(paper_grid, monk
 
     _, paths = write_report(grid, folder / "out")
     assert "| A new name | Std |" in paths["markdown"].read_text()
+
+
+def test_every_kind_of_swept_value_gives_a_folder_name_the_config_accepts(tmp_path):
+    """Numbers, strings, booleans and lists (opt_milestones) alike: one compact spelling without spaces
+    in the cell's folder name, and the cell's settings carry the swept value itself."""
+    sweep = {"DIGITS.opt_milestones": [[1, 2], []], "DIGITS.lr_schedule": ["cosine"],  # (written sorted by key)
+             "optimizer.learning_rate": [0.05], "autoaugment": [True]}
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), sweep=sweep))
+    cells = grid.cells()
+    assert [c.tag for c in cells] == [
+        "DIGITS.lr_schedule=cosine,DIGITS.opt_milestones=[1,2],autoaugment=true,optimizer.learning_rate=0.05",
+        "DIGITS.lr_schedule=cosine,DIGITS.opt_milestones=[],autoaugment=true,optimizer.learning_rate=0.05"]
+    for cell, milestones in zip(cells, ([1, 2], [])):
+        settings = grid.cell_settings(cell)
+        assert settings.cell_folder.name == f"40@{cell.tag}" and " " not in str(settings.cell_folder.name)
+        assert settings.config["DIGITS"]["opt_milestones"] == milestones
+        assert settings.config["optimizer"]["learning_rate"] == 0.05 and settings.config["autoaugment"] is True
+
+
+def test_every_panel_of_a_sweep_figure_is_drawn(tmp_path, monkeypatch):
+    """One panel per combination of the other swept keys, whatever their count against the figure's
+    columns (4 panels in 3 columns: a second row), each drawn once with its own title."""
+    from matplotlib.figure import Figure
+
+    from suite.report import collect
+    from suite.sweeps import sweep_figure
+
+    rates = [0.01, 0.02, 0.05, 0.1]
+    sweep = {"DIGITS.mem_examples": [5, 10], "optimizer.learning_rate": rates}
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), sweep=sweep))
+    drawn, save = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, *args, **kw: (drawn.append(self), save(self, *args, **kw))[1])
+    collected = collect(grid)
+    for key, others in (("DIGITS.mem_examples", [f"optimizer.learning_rate={r}" for r in rates]),
+                        ("optimizer.learning_rate", ["DIGITS.mem_examples=5", "DIGITS.mem_examples=10"])):
+        sweep_figure(collected, key, dict(grid.sweep)[key])
+        titles = [axis.get_title() for axis in drawn[-1].axes if axis.get_visible() and axis.lines]
+        assert [title.splitlines()[-1] for title in titles] == others

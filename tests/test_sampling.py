@@ -153,3 +153,16 @@ def test_a_strategy_works_on_the_device_of_its_pool():
         positions = strategy.draw(torch.Generator().manual_seed(0))
         assert positions.device == pool.labels.device and positions.dtype == torch.long
         assert math.isclose(len(positions), 13)
+
+
+@pytest.mark.parametrize("size", [8, 13])
+def test_the_order_within_a_draw_says_nothing_of_the_class(size):
+    """Every strategy: the class of the image at a position of the draw is independent of the position
+    (chi-square test of independence over 3,000 draws), so a consumer of the first images of a memory
+    (figures, the top examples) is not handed one class first."""
+    for name in list_samplings():
+        table = torch.zeros(size, 4)
+        for positions in draws(name, LABELS, size, 3000, seed=11):
+            table[torch.arange(size), LABELS[positions]] += 1
+        table = table[:, table.sum(dim=0) > 0]
+        assert stats.chi2_contingency(table.numpy()).pvalue > 1e-3, name

@@ -334,3 +334,24 @@ def test_checkpoints_load_safely_on_cpu(tmp_path, tiny_dataset_dir):
     content = torch.load(settings.cell_folder / "1.pt", map_location="cpu", weights_only=True)
     assert json.loads(json.dumps(content["config"])) == content["config"]
     assert content["run"] == 1 and content["seed"] == 0 and content["mem_examples"] == 10
+
+
+# ---- what a record says of its split ---------------------------------------------------------------
+@pytest.mark.parametrize("validation_size, train_examples, subset", [
+    (20, 50, 50),  # a subset of the asked size
+    (20, 1000, 180),  # more than there is: the whole rest of the 200 after the validation hold-out
+    (0, 1000, 200),  # validation_size 0 is honoured: no hold-out at all (not the dataset's 6,000)
+])
+def test_the_record_gives_the_real_size_of_the_training_subset(tmp_path, tiny_dataset_dir, validation_size,
+                                                               train_examples, subset):
+    from suite.data import split_indices
+
+    section = {"num_classes": 10, "num_epochs": 1, "opt_milestones": [], "mem_examples": 2,
+               "validation_size": validation_size}
+    settings = _settings(tmp_path, tiny_dataset_dir, "std", train_examples=train_examples, runs=1, eval_passes=1,
+                         batch_size_train=100, CIFAR10=section)
+    train_run(settings, 1)
+    record = finished_runs(settings.cell_folder)[1]
+    assert record["train_examples"] == train_examples and record["train_subset_size"] == subset
+    train, validation = split_indices(200, train_examples, validation_size, seed=0)
+    assert len(train) == subset and len(validation) == validation_size and not set(train) & set(validation)
