@@ -28,7 +28,7 @@ python3 -c "import torch, torchvision, entmax, captum, submitit; print('torch', 
 nproc; command -v nvidia-cuda-mps-control gcc || true
 
 section "CUDA tests (pytest -m cuda)"
-timeout "$(limit 150)" python3 -m pytest -m cuda -p no:cacheprovider -W default::FutureWarning -q -rA --durations=5 tests/test_cuda.py 2>&1 \
+timeout "$(limit 150)" python3 -m pytest -m cuda -p no:cacheprovider -W default::FutureWarning -q -rA --durations=5 2>&1 \
   | tee "$OUT/cuda_tests.txt" | grep -vE "^(PASSED|SKIPPED)"
 
 section "step times, every encoder: eager fp32 / AMP (recorded)"
