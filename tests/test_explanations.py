@@ -329,6 +329,7 @@ def test_the_originals_integrated_gradients_settings_are_the_default_on_every_pa
     for flag, value in (("n_steps", 40), ("internal_batch_size", 2)):
         assert f"(default: '{value}')" in blocks[flag], blocks[flag]
 
+
 def test_internal_batch_size_mixes_interpolation_steps_in_one_memory():
     torch.manual_seed(0)
     model = _TinyNet("encoder_memory").double().eval()

@@ -708,7 +708,7 @@ def test_report_names_encoders_and_variants_from_the_registries(paper_grid, monk
 def test_every_kind_of_swept_value_gives_a_folder_name_the_config_accepts(tmp_path):
     """Numbers, strings, booleans and lists (opt_milestones) alike: one compact spelling without spaces
     in the cell's folder name, and the cell's settings carry the swept value itself."""
-    sweep = {"DIGITS.opt_milestones": [[1, 2], []], "DIGITS.lr_schedule": ["cosine"],  # (written sorted by key)
+    sweep = {"DIGITS.opt_milestones": [[1, 2], []], "DIGITS.lr_schedule": ["cosine"],  # the tag sorts the keys
              "optimizer.learning_rate": [0.05], "autoaugment": [True]}
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), sweep=sweep))
     cells = grid.cells()
@@ -717,7 +717,7 @@ def test_every_kind_of_swept_value_gives_a_folder_name_the_config_accepts(tmp_pa
         "DIGITS.lr_schedule=cosine,DIGITS.opt_milestones=[],autoaugment=true,optimizer.learning_rate=0.05"]
     for cell, milestones in zip(cells, ([1, 2], [])):
         settings = grid.cell_settings(cell)
-        assert settings.cell_folder.name == f"40@{cell.tag}" and " " not in str(settings.cell_folder.name)
+        assert settings.cell_folder.name == f"40@{cell.tag}"
         assert settings.config["DIGITS"]["opt_milestones"] == milestones
         assert settings.config["optimizer"]["learning_rate"] == 0.05 and settings.config["autoaugment"] is True
 
@@ -734,7 +734,12 @@ def test_every_panel_of_a_sweep_figure_is_drawn(tmp_path, monkeypatch):
     sweep = {"DIGITS.mem_examples": [5, 10], "optimizer.learning_rate": rates}
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), sweep=sweep))
     drawn, save = [], Figure.savefig
-    monkeypatch.setattr(Figure, "savefig", lambda self, *args, **kw: (drawn.append(self), save(self, *args, **kw))[1])
+
+    def recording_save(figure, *args, **kwargs):
+        drawn.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording_save)
     collected = collect(grid)
     for key, others in (("DIGITS.mem_examples", [f"optimizer.learning_rate={r}" for r in rates]),
                         ("optimizer.learning_rate", ["DIGITS.mem_examples=5", "DIGITS.mem_examples=10"])):

@@ -17,6 +17,7 @@ import datasets
 from conftest import REPO, run_script, tiny_config, write_config
 from suite.run_files import CHECKPOINT_KEYS, finished_runs, load_checkpoint, metrics_path, read_metrics
 from suite.config import TrainSettings, validate
+from suite.data import split_indices
 from suite.cli import CheckpointError, TrainingDiverged
 from suite.recipe import SmoothedCrossEntropy, build_optimizer, build_scheduler, warmup_cosine_factor
 from suite.training import train_run
@@ -344,8 +345,6 @@ def test_checkpoints_load_safely_on_cpu(tmp_path, tiny_dataset_dir):
 ])
 def test_the_record_gives_the_real_size_of_the_training_subset(tmp_path, tiny_dataset_dir, validation_size,
                                                                train_examples, subset):
-    from suite.data import split_indices
-
     section = {"num_classes": 10, "num_epochs": 1, "opt_milestones": [], "mem_examples": 2,
                "validation_size": validation_size}
     settings = _settings(tmp_path, tiny_dataset_dir, "std", train_examples=train_examples, runs=1, eval_passes=1,
