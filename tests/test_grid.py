@@ -708,7 +708,7 @@ def test_report_names_encoders_and_variants_from_the_registries(paper_grid, monk
 def test_every_kind_of_swept_value_gives_a_folder_name_the_config_accepts(tmp_path):
     """Numbers, strings, booleans and lists (opt_milestones) alike: one compact spelling without spaces
     in the cell's folder name, and the cell's settings carry the swept value itself."""
-    sweep = {"DIGITS.opt_milestones": [[1, 2], []], "DIGITS.lr_schedule": ["cosine"],  # the tag sorts the keys
+    sweep = {"DIGITS.opt_milestones": [[1, 2], []], "DIGITS.lr_schedule": ["cosine"],  # safe_dump writes keys sorted
              "optimizer.learning_rate": [0.05], "autoaugment": [True]}
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), sweep=sweep))
     cells = grid.cells()
