@@ -67,8 +67,9 @@ def value_text(value: Any) -> str:
 
 
 def sweep_tag(sweep: Sweep) -> str:
-    """`key=value,key=value`: what a swept cell's folder adds to the plain name (config key cell_tag)."""
-    return ",".join(f"{key}={value_text(value)}" for key, value in sweep)
+    """`key=value,key=value`: what a swept cell's folder adds to the plain name (config key cell_tag).
+    Keys in sorted order, so that reordering a grid file's `sweep:` keeps finding its finished runs."""
+    return ",".join(f"{key}={value_text(value)}" for key, value in sorted(sweep))
 
 
 @dataclass(frozen=True)

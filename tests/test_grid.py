@@ -708,7 +708,7 @@ def test_report_names_encoders_and_variants_from_the_registries(paper_grid, monk
 def test_every_kind_of_swept_value_gives_a_folder_name_the_config_accepts(tmp_path):
     """Numbers, strings, booleans and lists (opt_milestones) alike: one compact spelling without spaces
     in the cell's folder name, and the cell's settings carry the swept value itself."""
-    sweep = {"DIGITS.opt_milestones": [[1, 2], []], "DIGITS.lr_schedule": ["cosine"],  # safe_dump writes keys sorted
+    sweep = {"DIGITS.opt_milestones": [[1, 2], []], "DIGITS.lr_schedule": ["cosine"],
              "optimizer.learning_rate": [0.05], "autoaugment": [True]}
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), sweep=sweep))
     cells = grid.cells()
@@ -720,6 +720,22 @@ def test_every_kind_of_swept_value_gives_a_folder_name_the_config_accepts(tmp_pa
         assert settings.cell_folder.name == f"40@{cell.tag}"
         assert settings.config["DIGITS"]["opt_milestones"] == milestones
         assert settings.config["optimizer"]["learning_rate"] == 0.05 and settings.config["autoaugment"] is True
+
+
+def test_a_cells_folder_does_not_depend_on_the_order_of_the_swept_keys(tmp_path):
+    """The same sweep written in two key orders names the same folders (keys sorted in the tag), so a
+    reordered grid file still finds its finished runs."""
+    sweep = {"memory_sampling": ["uniform", "class_balanced"], "DIGITS.mem_examples": [5, 10]}
+    folders = []
+    for name, keys in (("given", list(sweep)), ("reversed", list(reversed(sweep)))):
+        path = write_tiny_grid(tmp_path, name=name, models=("vit",), sizes=(40,), modalities=("memory",))
+        grid_file = yaml.safe_load(path.read_text()) | {"sweep": {key: sweep[key] for key in keys}}
+        path.write_text(yaml.safe_dump(grid_file, sort_keys=False))
+        grid = load_grid(path)
+        assert [key for key, _ in grid.sweep] == keys  # the grid keeps the file's order
+        folders.append(sorted(grid.cell_settings(cell).cell_folder.name for cell in grid.cells()))
+    assert folders[0] == folders[1] == sorted(
+        f"40@DIGITS.mem_examples={m},memory_sampling={s}" for m in (5, 10) for s in ("uniform", "class_balanced"))
 
 
 def test_every_panel_of_a_sweep_figure_is_drawn(tmp_path, monkeypatch):
