@@ -16,7 +16,7 @@ from architectures import MemoryWrapNet
 from conftest import run_script
 from suite import commands, explain, figures
 from suite.cli import UserError
-from suite.data import MemorySampler
+from suite.data import MemorySampler, batch_transform
 from suite.explain import ExplanationCounts, ModelExplanation, count_explanations, select_memories
 from suite.restore import CheckpointOptions, restore_run
 from suite.stats import mean_and_std
@@ -268,14 +268,19 @@ def test_selection_orders_positive_weights_and_splits_examples_from_counterfactu
     assert (only_examples.example, only_examples.counterfactual) == (0, None)
 
 
-def test_baselines_in_pixel_space():
+@pytest.mark.parametrize("normalization", ["paper", "vit"])
+def test_baselines_in_pixel_space(normalization):
+    """white / black are what the run's test transform makes of a white / black image (compared before
+    any clipping back to pixels); ones is the original's light grey."""
     spec = datasets.get_spec("CIFAR10")
     images = torch.zeros(2, 3, 4, 4)
-    grey = datasets.undo_normalization(explain.baseline_like(images, "ones", spec, "paper"), spec)
-    assert grey[0, :, 0, 0].tolist() == pytest.approx([0.6937, 0.6816, 0.6475], abs=1e-4)  # light grey
-    assert datasets.undo_normalization(explain.baseline_like(images, "white", spec, "paper"), spec).min() == pytest.approx(1.0)
-    black = datasets.undo_normalization(explain.baseline_like(images, "black", spec, "paper"), spec)
-    assert black.max() == pytest.approx(0.0, abs=1e-6)
+    transform = batch_transform(spec, torch.device("cpu"), False, normalization)
+    for kind, pixel in (("white", 255), ("black", 0)):
+        expected = transform(torch.full((2, 3, 4, 4), pixel, dtype=torch.uint8))
+        torch.testing.assert_close(explain.baseline_like(images, kind, spec, normalization), expected)
+    if normalization == "paper":
+        grey = datasets.undo_normalization(explain.baseline_like(images, "ones", spec, "paper"), spec)
+        assert grey[0, :, 0, 0].tolist() == pytest.approx([0.6937, 0.6816, 0.6475], abs=1e-4)  # light grey
 
 
 # ---- Integrated Gradients -------------------------------------------------------------------------------

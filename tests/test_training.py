@@ -20,7 +20,7 @@ from suite.config import TrainSettings, validate
 from suite.data import split_indices
 from suite.cli import CheckpointError, TrainingDiverged
 from suite.recipe import SmoothedCrossEntropy, build_optimizer, build_scheduler, warmup_cosine_factor
-from suite.training import train_run
+from suite.training import indices_digest, train_run
 
 
 def _settings(tmp_path: Path, dataset_dir: Path, modality: str = "encoder_memory", **overrides) -> TrainSettings:
@@ -354,3 +354,4 @@ def test_the_record_gives_the_real_size_of_the_training_subset(tmp_path, tiny_da
     assert record["train_examples"] == train_examples and record["train_subset_size"] == subset
     train, validation = split_indices(200, train_examples, validation_size, seed=0)
     assert len(train) == subset and len(validation) == validation_size and not set(train) & set(validation)
+    assert record["train_indices_sha256"] == indices_digest(train)  # the fixture-pinned digest of this split
