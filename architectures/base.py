@@ -96,6 +96,13 @@ def get_model(model_name: str, num_classes: int = 10, modality: str = "std", **o
     return _MODELS[model_name](modality=modality, num_classes=num_classes, **options)
 
 
+def get_model_factory(model_name: str) -> ModelFactory:
+    """The registered factory of an encoder (its signature names the encoder's options)."""
+    if model_name not in _MODELS:
+        raise ValueError(f"unknown model '{model_name}'; valid models: {', '.join(list_models())}")
+    return _MODELS[model_name]
+
+
 # ---- the model --------------------------------------------------------------------------------
 def check_modality(modality: str) -> str:
     get_head_class(modality)

@@ -6,6 +6,7 @@ The file keeps the original `config/train.yaml` layout (a section per dataset, s
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ def parse_yaml(text: str) -> Any:
 
 
 # ---- schema ---------------------------------------------------------------------------------
-# Each entry: (checker, default). A default of REQUIRED means the key must be present.
+# Each entry: (checker, default). The defaults are the original's config/train.yaml (its CNN recipe)
+# where it had the key, and docs/config.md lists each one; a default of REQUIRED means the key must be
+# present (a dataset section's epochs and memory size come from the dataset's registered section).
 REQUIRED = object()
 
 
@@ -88,15 +91,15 @@ NORMALIZATIONS = ("paper", "vit")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
-    "model": (_str, REQUIRED),
+    "model": (_str, "mobilenet"),
     "model_options": (_mapping, {}),
     "save": (_bool, True),
-    "train_examples": (_int(1), REQUIRED),
-    "runs": (_int(1), REQUIRED),
-    "batch_size_train": (_int(1), REQUIRED),
-    "batch_size_test": (_int(1), REQUIRED),
+    "train_examples": (_int(1), 1000),
+    "runs": (_int(1), 15),
+    "batch_size_train": (_int(1), 128),
+    "batch_size_test": (_int(1), 500),
     "dataset_dir": (_str, "datasets"),
-    "dataset_name": (_str, REQUIRED),
+    "dataset_name": (_str, "SVHN"),
     "download": (_bool, True),
     "models_dir": (_str, "models"),
     "device": (_str, "auto"),
@@ -117,12 +120,24 @@ TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
 # and a grid may count a finished run, under other values of these.
 EXECUTION_KEYS = ("runs", "save", "models_dir", "dataset_dir", "download", "device", "compile", "compile_mode",
                   "channels_last", "eval_every", "tensorboard", "cell_tag")
+# Keys that only models with a memory read (std models draw no memory and evaluate in one pass): a grid
+# sweeping one of them makes no new cell for the others. A dotted key of a dataset section counts too.
+MEMORY_KEYS = ("memory_sampling", "eval_passes", "mem_examples")
+
+
+def reads(modality: str, key: str) -> bool:
+    """Whether a model of `modality` reads config key `key` (`memory_sampling`, `DIGITS.mem_examples`...)."""
+    import architectures
+
+    return architectures.get_head_class(modality).uses_memory or key.rsplit(".", 1)[-1] not in MEMORY_KEYS
+
+
 OPTIMIZER: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "name": (_choice(*OPTIMIZERS), "sgd"),
-    "learning_rate": (_number(0.0), REQUIRED),
-    "weight_decay": (_number(0.0), 0.0),
-    "momentum": (_number(0.0), 0.0),
-    "nesterov": (_bool, False),
+    "learning_rate": (_number(0.0), 0.1),
+    "weight_decay": (_number(0.0), 5e-4),
+    "momentum": (_number(0.0), 0.9),  # SGD only
+    "nesterov": (_bool, True),  # SGD only
     "warmup_epochs": (_int(0), 0),
     "min_lr": (_number(0.0), 0.0),
 }
@@ -137,12 +152,29 @@ DATASET_SECTION: dict[str, tuple[Callable[[Any], str | None], Any]] = {
 }
 
 
+def nearest(word: str, valid: list[str] | tuple[str, ...]) -> str | None:
+    """The valid name closest to a mistyped one, or None when none is close."""
+    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
+    if not close:  # a difference of case is a typo too
+        close = [v for v in valid if v.lower() == word.lower()]
+    return close[0] if close else None
+
+
+def unknown_name(noun: str, word: str, valid: list[str] | tuple[str, ...], prefix: str = "",
+                 plural: str | None = None) -> str:
+    """`unknown <noun> '<word>'; did you mean '<nearest>'?`, or the valid names when none is close."""
+    guess = nearest(word, valid)
+    if guess is not None:
+        return f"unknown {noun} '{prefix}{word}'; did you mean '{prefix}{guess}'?"
+    return f"unknown {noun} '{prefix}{word}'; valid {plural or noun + 's'}: {', '.join(valid)}"
+
+
 def _check_section(section: dict, schema: dict, where: str) -> dict:
     if not isinstance(section, dict):
         raise ConfigError(f"config key '{where.rstrip('.')}' must be a mapping")
     unknown = sorted(set(section) - set(schema))
     if unknown:
-        raise ConfigError(f"unknown config key '{where}{unknown[0]}'; valid keys here: {', '.join(schema)}")
+        raise ConfigError(unknown_name("config key", unknown[0], list(schema), where, "keys here"))
     checked = {}
     for key, (check, default) in schema.items():
         if key not in section:
@@ -157,62 +189,77 @@ def _check_section(section: dict, schema: dict, where: str) -> dict:
     return checked
 
 
+def dataset_defaults(name: str) -> dict:
+    """The section a registered dataset gives the keys its config section leaves out ({} for a name the
+    registry does not know: the caller then reports what is missing)."""
+    from .datasets import get_spec
+    from .cli import UserError
+
+    try:
+        return copy.deepcopy(dict(get_spec(name).default_section))
+    except UserError:
+        return {}
+
+
 def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None = None) -> dict:
     """Return the config with defaults filled in; raise ConfigError naming the first bad key.
 
+    Every section merges with its defaults: a dataset section that gives some keys keeps the dataset's
+    registered values of the others (`dataset_defaults`), and the optimizer section the schema's.
     `model_names` None asks the registries of models and memory samplings (which import torch).
     """
     if not isinstance(raw, dict):
         raise ConfigError("the config file must hold a mapping of keys")
     sections = {k for k in raw if k in dataset_names}
     top = {k: v for k, v in raw.items() if k not in sections and k != "optimizer"}
+    unknown = sorted(set(top) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(_unknown_top_level(unknown[0], dataset_names, raw.get("dataset_name", TOP_LEVEL["dataset_name"][1])))
     config = _check_section(top, TOP_LEVEL, "")
     config["optimizer"] = _check_section(raw.get("optimizer", {}), OPTIMIZER, "optimizer.")
-    for name in sorted(sections):
-        config[name] = _check_section(raw[name], DATASET_SECTION, f"{name}.")
+    if config["dataset_name"] not in dataset_names:
+        raise ConfigError(unknown_name("dataset", config["dataset_name"], dataset_names))
+    for name in sorted(sections | {config["dataset_name"]}):
+        given = raw.get(name, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"config key '{name}' must be a mapping")
+        config[name] = _check_section(dataset_defaults(name) | given, DATASET_SECTION, f"{name}.")
     if model_names is None:
         import architectures
         from .sampling import list_samplings
 
         model_names = architectures.list_models()
         if config["memory_sampling"] not in list_samplings():
-            raise ConfigError(f"unknown memory_sampling '{config['memory_sampling']}'; valid: "
-                              f"{', '.join(list_samplings())}")
+            raise ConfigError(unknown_name("memory_sampling", config["memory_sampling"], list_samplings(),
+                                           plural="memory samplings"))
     if config["model"] not in model_names:
-        raise ConfigError(f"unknown model '{config['model']}'; valid models: {', '.join(model_names)}")
+        raise ConfigError(unknown_name("model", config["model"], model_names))
     if not re.fullmatch(r"[A-Za-z0-9._=,+\-\[\]:\"]*", config["cell_tag"]):
         raise ConfigError(f"config key 'cell_tag' may hold letters, digits and . _ = , + - [ ] : \" only, "
                           f"got {config['cell_tag']!r}")
-    if config["dataset_name"] not in dataset_names:
-        raise ConfigError(f"unknown dataset '{config['dataset_name']}'; valid datasets: {', '.join(dataset_names)}")
-    if config["dataset_name"] not in sections:
-        config[config["dataset_name"]] = _default_section(config["dataset_name"])
     return config
 
 
-def _default_section(name: str) -> dict:
-    """The registered dataset's own defaults, for a config without a section for it."""
-    from .datasets import get_spec
-
-    return _check_section(dict(get_spec(name).default_section), DATASET_SECTION, f"{name}.")
-
-
 def apply_override(raw: dict, assignment: str, dataset_names: list[str]) -> None:
-    """Apply one `dotted.key=value` (value parsed as YAML) to the raw config, in place."""
+    """Apply one `dotted.key=value` (value parsed as YAML) to the raw config, in place. A mapping given
+    to a section (`optimizer`, a dataset's, `model_options`) merges into it key by key."""
     key, sep, text = assignment.partition("=")
+    key = key.strip()
     if not sep or not key:
         raise ConfigError(f"--set takes key=value, got '{assignment}'")
     parts = key.split(".")
     head = parts[0]
     if len(parts) == 1:
-        if head not in TOP_LEVEL:
-            raise ConfigError(f"unknown config key '{key}'; valid keys: {', '.join(TOP_LEVEL)}")
+        if head not in TOP_LEVEL and head != "optimizer" and head not in dataset_names:
+            raise ConfigError(_unknown_top_level(key, dataset_names, raw.get("dataset_name", TOP_LEVEL["dataset_name"][1])))
     elif head == "optimizer" or head in dataset_names:
         schema = OPTIMIZER if head == "optimizer" else DATASET_SECTION
         if len(parts) != 2 or parts[1] not in schema:
-            raise ConfigError(f"unknown config key '{key}'; valid keys under {head}: {', '.join(schema)}")
+            raise ConfigError(unknown_name("config key", ".".join(parts[1:]), list(schema), f"{head}.",
+                                           f"keys under {head}"))
     elif head != "model_options":
-        raise ConfigError(f"unknown config key '{key}'")
+        guess = nearest(head, list(TOP_LEVEL) + ["optimizer"] + list(dataset_names))
+        raise ConfigError(f"unknown config key '{key}'" + (f"; did you mean '{guess}'?" if guess else ""))
     try:
         value = parse_yaml(text) if text.strip() else ""
     except yaml.YAMLError as error:
@@ -222,7 +269,31 @@ def apply_override(raw: dict, assignment: str, dataset_names: list[str]) -> None
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"config key '{part}' is not a section")
-    node[parts[-1]] = value
+    previous = node.get(parts[-1])
+    if isinstance(value, dict) and isinstance(previous, dict) and (len(parts) > 1 or head in SECTIONS
+                                                                   or head in dataset_names):
+        node[parts[-1]] = previous | value  # a section keeps the keys the override does not give
+    else:
+        node[parts[-1]] = value
+
+
+def _unknown_top_level(key: str, dataset_names: list[str], dataset: Any) -> str:
+    """A top-level key no schema knows: the nearest top-level name, else the nearest key of a section
+    (`num_epoch` -> `DIGITS.num_epochs`), else the valid names."""
+    guess = nearest(key, list(TOP_LEVEL) + ["optimizer"] + list(dataset_names))
+    if guess is None:
+        section = nearest(key, list(DATASET_SECTION))
+        if section is not None:
+            guess = f"{dataset if isinstance(dataset, str) and dataset else 'DATASET'}.{section}"
+        elif (in_optimizer := nearest(key, list(OPTIMIZER))) is not None:
+            guess = f"optimizer.{in_optimizer}"
+    if guess is not None:
+        return f"unknown config key '{key}'; did you mean '{guess}'?"
+    return (f"unknown config key '{key}'; valid keys: {', '.join(TOP_LEVEL)}, optimizer, and a section per "
+            f"dataset ({', '.join(dataset_names)})")
+
+
+SECTIONS = ("optimizer", "model_options")  # besides the dataset sections: mappings that --set merges into
 
 
 def read_yaml_file(path: Path, kind: str) -> Any:
@@ -329,6 +400,32 @@ def cell_folder(models_dir: str | Path, dataset: str, modality: str, model: str,
     return Path(models_dir) / dataset / modality / model / (f"{train_examples}@{tag}" if tag else str(train_examples))
 
 
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value and key != "model_options":
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def settings_difference(saved: dict, current: dict) -> list[str]:
-    """Names of the comparable settings that differ between a recorded run and the current config."""
-    return sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    """The comparable settings that differ between a recorded run and the current config, as dotted keys
+    (`DIGITS.num_epochs`), sorted."""
+    old, new = _flatten(saved), _flatten(current)
+    return sorted(k for k in set(old) | set(new) if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+
+
+_ABSENT = object()
+
+
+def settings_changes(saved: dict, current: dict) -> str:
+    """`DIGITS.num_epochs: 8 recorded, 1 now; ...`: every differing setting with both values."""
+    old, new = _flatten(saved), _flatten(current)
+
+    def shown(flat: dict, key: str) -> str:
+        return json.dumps(flat[key]) if key in flat else "(absent)"
+
+    return "; ".join(f"{key}: {shown(old, key)} recorded, {shown(new, key)} now"
+                     for key in settings_difference(saved, current))

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 import architectures
 from .config import TrainSettings
 from .cli import ConfigError
+from .config import nearest
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -29,12 +30,28 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def build_model(settings: TrainSettings) -> architectures.MemoryWrapNet:
+    options = settings.config["model_options"]
+    accepted = model_options(settings.model)
+    unknown = sorted(set(options) - set(accepted)) if accepted is not None else []
+    if unknown:
+        guess = nearest(unknown[0], accepted)
+        raise ConfigError(f"model '{settings.model}' has no option '{unknown[0]}'"
+                          + (f"; did you mean '{guess}'?" if guess else
+                             f"; its model_options: {', '.join(accepted) or 'none'}"))
     try:
-        return architectures.get_model(settings.model, settings.num_classes, settings.modality,
-                                       **settings.config["model_options"])
-    except (TypeError, ValueError) as error:  # unknown or invalid model_options
-        raise ConfigError(f"cannot build model '{settings.model}' with model_options "
-                          f"{settings.config['model_options']}: {error}") from None
+        return architectures.get_model(settings.model, settings.num_classes, settings.modality, **options)
+    except (TypeError, ValueError) as error:  # invalid model_options values
+        raise ConfigError(f"cannot build model '{settings.model}' with model_options {options}: {error}") from None
+
+
+def model_options(model: str) -> list[str] | None:
+    """The option names an encoder's factory takes (None: it takes any, **kwargs)."""
+    import inspect
+
+    parameters = inspect.signature(architectures.get_model_factory(model)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return [name for name in parameters if name not in ("modality", "num_classes")]
 
 
 def build_optimizer(model: nn.Module, options: dict, device: torch.device | None = None) -> torch.optim.Optimizer:

@@ -1,6 +1,7 @@
 """Config: the committed files, --set overrides and the schema's errors."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,15 @@ def test_exponent_without_a_dot_is_a_float():
 @pytest.mark.parametrize("override, message", [
     ("runs=abc", "config key 'runs' must be an integer of at least 1, got 'abc'"),
     ("nonsense=1", "unknown config key 'nonsense'; valid keys: model,"),
-    ("SVHN.epochs=3", "unknown config key 'SVHN.epochs'; valid keys under SVHN: num_classes"),
+    ("SVHN.epochs=3", "unknown config key 'SVHN.epochs'; did you mean 'SVHN.num_epochs'?"),
+    ("SVHN.memory_size=3", "unknown config key 'SVHN.memory_size'; valid keys under SVHN: num_classes,"),
+    ("num_epoch=3", "unknown config key 'num_epoch'; did you mean 'SVHN.num_epochs'?"),
+    ("learning_rate=0.1", "unknown config key 'learning_rate'; did you mean 'optimizer.learning_rate'?"),
+    ("optimizer.lr=0.1", "unknown config key 'optimizer.lr'; valid keys under optimizer: name,"),
+    ("optimizer.momentun=0.5", "unknown config key 'optimizer.momentun'; did you mean 'optimizer.momentum'?"),
+    ("trainexamples=3", "unknown config key 'trainexamples'; did you mean 'train_examples'?"),
+    ("model=mobilnet", "unknown model 'mobilnet'; did you mean 'mobilenet'?"),
+    ("memory_sampling=balanced", "unknown memory_sampling 'balanced'; did you mean 'class_balanced'?"),
     ("optimizer.name=rmsprop", "config key 'optimizer.name' must be one of sgd, adam"),
     ("dataset_name=MNIST", "unknown dataset 'MNIST'; valid datasets: "),
     ("save=maybe", "config key 'save' must be true or false"),
@@ -94,9 +103,119 @@ def test_unreadable_config_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("model: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "bad.yaml")
-    (tmp_path / "short.yaml").write_text("model: mobilenet\n")
-    with pytest.raises(ConfigError, match="config key 'train_examples' is missing"):
-        load_config(tmp_path / "short.yaml")
+    (tmp_path / "misspelt.yaml").write_text("model: mobilenet\nnum_epoch: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'num_epoch'; did you mean 'SVHN.num_epochs'"):
+        load_config(tmp_path / "misspelt.yaml")
+
+
+# Every value the schema fills in for a key a config leaves out, as docs/config.md states it: the original's
+# config/train.yaml where it had the key (known values, not read from the code).
+DOCUMENTED_DEFAULTS = {
+    "model": "mobilenet", "model_options": {}, "save": True, "train_examples": 1000, "runs": 15,
+    "batch_size_train": 128, "batch_size_test": 500, "dataset_dir": "datasets", "dataset_name": "SVHN",
+    "models_dir": "models", "download": True, "device": "auto", "amp": True, "eval_passes": 5,
+    "memory_sampling": "uniform", "label_smoothing": 0.0, "autoaugment": False, "normalization": "paper",
+    "compile": False, "compile_mode": "default", "channels_last": False, "eval_every": 0, "tensorboard": False,
+    "cell_tag": "",
+    "optimizer.name": "sgd", "optimizer.learning_rate": 0.1, "optimizer.weight_decay": 5e-4,
+    "optimizer.momentum": 0.9, "optimizer.nesterov": True, "optimizer.warmup_epochs": 0, "optimizer.min_lr": 0.0,
+}
+# The datasets' own sections (the original's per-dataset values; DIGITS: the quick start's recipe).
+DATASET_DEFAULTS = {
+    "SVHN": {"num_epochs": 40, "opt_milestones": [20, 30], "mem_examples": 100, "lr_schedule": "multistep",
+             "validation_size": 6000, "drop_last": True},
+    "CIFAR10": {"num_epochs": 300, "opt_milestones": [150, 225], "mem_examples": 100, "lr_schedule": "multistep",
+                "validation_size": 6000, "drop_last": True},
+    "CINIC10": {"num_epochs": 300, "opt_milestones": [150, 225], "mem_examples": 100, "lr_schedule": "cosine",
+                "validation_size": 10, "drop_last": False},
+    "DIGITS": {"num_epochs": 20, "opt_milestones": [12, 16], "mem_examples": 100, "lr_schedule": "multistep",
+               "validation_size": 100, "drop_last": True},
+}
+
+
+def _value(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def test_every_key_left_out_gets_its_documented_default(tmp_path):
+    """An empty config file is the original recipe: each key the schema fills in has its known value, and
+    every key of the schema is in the table (a new key needs a documented default)."""
+    from suite.config import OPTIMIZER, TOP_LEVEL
+
+    (tmp_path / "empty.yaml").write_text("")
+    config = load_config(tmp_path / "empty.yaml")
+    assert set(DOCUMENTED_DEFAULTS) == set(TOP_LEVEL) | {f"optimizer.{key}" for key in OPTIMIZER}
+    for key, expected in DOCUMENTED_DEFAULTS.items():
+        value = _value(config, key)
+        assert value == expected and type(value) is type(expected), (key, value, expected)
+
+
+def test_docs_state_every_default_the_schema_fills_in():
+    """docs/config.md's table of keys gives the same defaults, so what a user reads is what a run gets."""
+    from suite.config import parse_yaml
+
+    rows = {}
+    for line in (REPO / "docs" / "config.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows.setdefault(cells[0].strip("`"), cells[1])
+    for key, expected in DOCUMENTED_DEFAULTS.items():
+        assert key in rows, f"docs/config.md has no row for {key}"
+        stated = parse_yaml(rows[key]) if rows[key] != '""' else ""
+        assert stated == expected, (key, rows[key], expected)
+    table = (REPO / "docs" / "config.md").read_text().split("| dataset | `num_epochs`")[1].split("\n\n")[0]
+    for line in table.splitlines()[2:]:
+        name, *values = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        documented = dict(zip(("num_epochs", "opt_milestones", "mem_examples", "lr_schedule", "validation_size",
+                               "drop_last"), map(parse_yaml, values)))
+        assert documented == DATASET_DEFAULTS[name], name
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASET_DEFAULTS))
+def test_a_dataset_section_left_out_or_given_in_part_keeps_the_datasets_values(tmp_path, dataset):
+    """For every dataset and every key of its section: given alone (in the file or by --set), the others
+    keep the dataset's own values, and the run reads those (epochs, memory size, hold-out, batches)."""
+    from suite.data import drop_last, validation_size
+
+    expected = DATASET_DEFAULTS[dataset]
+    given = {"num_epochs": 2, "opt_milestones": [1], "mem_examples": 7, "lr_schedule": "cosine",
+             "validation_size": 3, "drop_last": not expected["drop_last"]}
+    (tmp_path / "bare.yaml").write_text(f"dataset_name: {dataset}\n")
+    for key, value in [(None, None)] + list(given.items()):
+        text = json.dumps(value)  # JSON is YAML
+        ways = [load_config(tmp_path / "bare.yaml", [f"{dataset}.{key}={text}"] if key else []),
+                load_config(tmp_path / "bare.yaml", [f"{dataset}={{{key}: {text}}}"] if key else [])]
+        if key:
+            (tmp_path / "part.yaml").write_text(f"dataset_name: {dataset}\n{dataset}:\n  {key}: {text}\n")
+            ways.append(load_config(tmp_path / "part.yaml"))
+        for config in ways:
+            section = config[dataset]
+            read = {"num_epochs": section["num_epochs"], "opt_milestones": section["opt_milestones"],
+                    "mem_examples": TrainSettings(config, "memory").mem_examples, "lr_schedule": section["lr_schedule"],
+                    "validation_size": validation_size(config), "drop_last": drop_last(config)}
+            assert read == expected | ({key: value} if key else {}), (dataset, key, read)
+
+
+def test_optimizer_and_model_options_given_in_part_keep_the_others(tmp_path):
+    """The recipe and the encoder options merge too: a partial optimizer keeps SGD's momentum, Nesterov and
+    weight decay (a config file or a --set mapping), and a model_options mapping keeps the file's others."""
+    import yaml
+
+    (tmp_path / "partial.yaml").write_text("optimizer:\n  learning_rate: 0.05\n")
+    expected = {"name": "sgd", "learning_rate": 0.05, "weight_decay": 5e-4, "momentum": 0.9, "nesterov": True,
+                "warmup_epochs": 0, "min_lr": 0.0}
+    assert load_config(tmp_path / "partial.yaml")["optimizer"] == expected
+    for override in ("optimizer={learning_rate: 0.05}", "optimizer.learning_rate=0.05"):
+        assert load_config(REPO / "config" / "train.yaml", [override])["optimizer"] == expected
+    vit = yaml.safe_load((REPO / "config" / "vit.yaml").read_text())["model_options"]
+    for override in ("model_options={depth: 2}", "model_options.depth=2"):
+        assert load_config(REPO / "config" / "vit.yaml", [override])["model_options"] == vit | {"depth": 2}
+    config = load_config(REPO / "config" / "quickstart.yaml", ["DIGITS={num_epochs: 1}", "DIGITS.mem_examples=5"])
+    assert (config["DIGITS"]["num_epochs"], config["DIGITS"]["mem_examples"], config["DIGITS"]["opt_milestones"]) == (
+        1, 5, [12, 16])
 
 
 def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):

@@ -267,12 +267,14 @@ def test_label_smoothing_matches_a_hand_computation():
 
 # ---- bad input --------------------------------------------------------------------------------
 @pytest.mark.parametrize("args, message", [
-    (["--set", "model=lenet"], "error: unknown model 'lenet'; valid models: densenet, efficientnet, googlenet"),
+    (["--set", "model=inception"], "error: unknown model 'inception'; valid models: densenet, efficientnet, googlenet"),
+    (["--set", "model=mobilnet"], "error: unknown model 'mobilnet'; did you mean 'mobilenet'?"),
     (["--set", "dataset_name=MNIST"], "error: unknown dataset 'MNIST'"),
     (["--set", "nonsense=1"], "error: unknown config key 'nonsense'"),
     (["--set", "download=false", "--set", "dataset_dir=nowhere"], "error: SVHN file 'nowhere/train_32x32.mat' not"),
     (["--config=missing.yaml"], "error: config file 'missing.yaml' not found"),
-    (["--set", "model_options={depth: 3}"], "error: cannot build model 'mobilenet' with model_options"),
+    (["--set", "model_options={depth: 3}"], "error: model 'mobilenet' has no option 'depth'; its model_options: none"),
+    (["--set", "model=vit", "--set", "model_options={pooling: max}"], "error: cannot build model 'vit' with model_options"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = run_script("train.py", "--modality=std", f"--config={REPO / 'config/train.yaml'}", *args, cwd=tmp_path)

@@ -179,7 +179,7 @@ BUGS: list[Bug] = [
         "return age is not None and age < stale_after", "another node's fresh lock taken as stale", FILES),
     bug("R4", "suite/training.py", "        state_file.unlink(missing_ok=True)\n        return RunResult",
         "        return RunResult", "resume file left behind after the record", TRAIN, FILES),
-    bug("R5", "suite/training.py", "changed = settings_difference(saved, settings.comparable_json())", "changed = []",
+    bug("R5", "suite/training.py", "changed = settings_changes(saved, settings.comparable_json())", "changed = \"\"",
         "resuming with other settings accepted", TRAIN),
     bug("R6", "suite/restore.py", "return run_seed(int(match.group(1)))", "return int(match.group(1))",
         "original-suite checkpoint k.pt evaluated with seed k instead of k - 1", EVAL),
