@@ -25,6 +25,7 @@ flags.DEFINE_multi_string("set", [], "Override a config key of every cell after 
                                      "e.g. --set device=cuda:1.")
 flags.DEFINE_bool("dry_run", False, "Print the runs that would be trained and the ones already finished; "
                                     "train nothing.")
+flags.DEFINE_bool("list_runs", False, "With --dry_run: also a line per run (by default a line per cell).")
 flags.DEFINE_enum("executor", "local", ["local", "slurm", "submitit_local"],
                   "local: worker processes on this machine; slurm: a Slurm job array through submitit, one task "
                   "per run; submitit_local: the Slurm path run by submitit's local executor (all tasks at once).")
@@ -55,6 +56,9 @@ flags.DEFINE_integer("runs_per_task", 1, "slurm: runs trained one after the othe
 flags.DEFINE_bool("wait", False, "slurm: wait for the jobs and print their outcome (submitit_local always waits).")
 flags.DEFINE_string("submitit_dir", None, "slurm: folder of submitit's job files and logs "
                                           "(default grids/GRID_NAME/submitit).")
+flags.DEFINE_integer("log_interval", 100, "A progress line (run, epoch, loss, learning rate, images/s, time left) "
+                     "every this many training steps of each run, in the grid's output (local) or the task logs "
+                     "(Slurm); 0: none.", lower_bound=0)
 flags.DEFINE_string("out", None, "report: output folder (default grids/GRID_NAME/report).")
 flags.DEFINE_string("models_dir", None, "report: folder searched for run records (default the grid's models_dir).")
 flags.mark_flag_as_required("grid")
@@ -65,16 +69,14 @@ def default_folder(grid_path: Path, kind: str) -> Path:
 
 
 def report() -> None:
-    from suite.curves import CURVES_FOLDER, write_curves
+    from suite.curves import CURVES_FOLDER
     from suite.report import write_report
 
     grid = load_grid(FLAGS.grid, FLAGS.set)
     out = Path(FLAGS.out or default_folder(grid.path, "report"))
-    collected, paths = write_report(grid, out, FLAGS.models_dir)
-    curves, notes = write_curves(collected, out)
+    _, paths = write_report(grid, out, FLAGS.models_dir)
+    curves = paths.pop("curves")
     print(Path(paths["markdown"]).read_text(), end="")
-    for note in notes:
-        print(f"- note (curves): {note}")
     print("Wrote " + ", ".join(str(p) for p in paths.values())
           + (f" and {len(curves)} training-curve figure(s) in {out / CURVES_FOLDER}" if curves else ""))
 
@@ -109,19 +111,19 @@ def run() -> None:
             raise UserError(f"--gpus: GPU {wrong[0]} does not exist ({available} CUDA device(s) visible)")
     plan = runner.make_plan(grid)
     if FLAGS.dry_run:
-        print("\n".join(runner.dry_run_lines(plan, step_time_profiles())))
+        print("\n".join(runner.dry_run_lines(plan, step_time_profiles(), FLAGS.list_runs)))
         return
     if FLAGS.executor == "local" and not gpus:  # the config's device must exist here (not so for Slurm nodes)
         from suite.recipe import resolve_device
 
         for device in sorted({task.settings.config["device"] for task in plan.todo}):
             resolve_device(device)
-    print(plan.headline(), flush=True)
-    runner.remove_finished_resume_files(plan)
+    print("\n".join([plan.headline(), plan.where()] + plan.reuse_notes()), flush=True)
     runner.prepare_datasets(plan.todo, lambda line: print(line, flush=True))
+    runner.remove_finished_resume_files(plan)  # garbage, removed once every check has passed
     out = lambda line: print(line, flush=True)  # noqa: E731
     if FLAGS.executor == "local":
-        summary = runner.run_local(plan, FLAGS.workers, gpus, FLAGS.threads, out)
+        summary = runner.run_local(plan, FLAGS.workers, gpus, FLAGS.threads, out, FLAGS.log_interval)
     else:
         parameters = runner.submitit_parameters(
             timeout_min=FLAGS.timeout_min, gpus_per_node=FLAGS.gpus_per_node, cpus_per_task=FLAGS.cpus_per_task,
@@ -130,7 +132,8 @@ def run() -> None:
         cluster = "slurm" if FLAGS.executor == "slurm" else "local"
         summary = runner.run_submitit(plan, cluster, Path(FLAGS.submitit_dir or default_folder(grid.path, "submitit")),
                                       parameters, FLAGS.runs_per_task, FLAGS.max_array_size,
-                                      wait=FLAGS.wait or cluster == "local", out=out, max_requeues=FLAGS.max_requeues)
+                                      wait=FLAGS.wait or cluster == "local", out=out, max_requeues=FLAGS.max_requeues,
+                                      log_every=FLAGS.log_interval)
         if summary is None:
             return
     print("\n".join(summary.lines()), flush=True)

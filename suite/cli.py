@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from typing import Callable, Iterable, Iterator, TypeVar
 
 EXIT_USER_ERROR = 2
@@ -60,9 +61,26 @@ def on_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-def track(items: Iterable[T], description: str, total: int | None = None, log_every: int = 0) -> Iterator[T]:
-    """Iterate `items` showing progress: a tqdm bar on a terminal, else a plain line every `log_every`
-    items (0: none)."""
+def clock(seconds: float) -> str:
+    """h:mm:ss"""
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def timing(done: int, total: int | None, started: float) -> str:
+    """`elapsed h:mm:ss | left ~h:mm:ss` of work `done` of `total` items started at `started`."""
+    elapsed = time.perf_counter() - started
+    text = f"elapsed {clock(elapsed)}"
+    if total and done:
+        text += f" | left ~{clock(elapsed / done * (total - done))}"
+    return text
+
+
+def track(items: Iterable[T], description: str, total: int | None = None, log_every: int = 0,
+          out: Callable[[str], None] | None = None) -> Iterator[T]:
+    """Iterate `items` showing progress: a tqdm bar on a terminal; off a terminal (a log, nohup, Slurm, a
+    grid worker) a line after every `log_every` items (0: none) with the count, the elapsed time and the
+    estimated time left. `out` (default: stdout, flushed) takes the lines."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     if on_terminal():
@@ -70,7 +88,15 @@ def track(items: Iterable[T], description: str, total: int | None = None, log_ev
 
         yield from tqdm(items, desc=description, total=total, leave=False, dynamic_ncols=True)
         return
-    for index, item in enumerate(items):
-        if log_every and index % log_every == 0:
-            print(f"{description} [{index}/{total if total is not None else '?'}]", flush=True)
-        yield item
+    out = out or print_line
+    started = time.perf_counter()
+    for done, item in enumerate(items, start=1):
+        yield item  # the caller's work on the item happens here
+        if log_every and done % log_every == 0:
+            out(f"{description} | {done}/{total if total is not None else '?'} | {timing(done, total, started)}")
+
+
+def print_line(line: str) -> None:
+    """One line to stdout in one write, flushed (lines of several worker processes stay whole)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

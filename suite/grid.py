@@ -13,6 +13,7 @@ torch is imported lazily: the script's module and spawned workers stay light unt
 """
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -30,13 +31,23 @@ from typing import Callable, Collection, Mapping
 from submitit.helpers import Checkpointable
 
 from .run_files import finished_runs, require_tensorboard, resume_path
-from .config import TrainSettings, settings_difference
+from .config import TrainSettings, settings_changes
 from .cli import ConfigError, UserError
 from .gridspec import DEFAULT, Cell, Grid
 
 Printer = Callable[[str], None]
 
 TRAINED, ALREADY_DONE, BUSY, FAILED = "trained", "already done", "busy", "failed"
+# Settings that change what a run leaves or how fast it trains, not its numbers: a finished run trained with
+# other values is reused, with a note saying so and what follows from it.
+REUSED_KEYS = {
+    "eval_every": "their metrics hold test accuracies as those runs were asked (the curves say so)",
+    "tensorboard": "their TensorBoard events exist only where those runs wrote them",
+    "save": "their checkpoints <N>.pt exist only where those runs saved them",
+    "compile": "compiling changes the speed, not the numbers beyond float rounding",
+    "compile_mode": "compiling changes the speed, not the numbers beyond float rounding",
+    "channels_last": "the memory layout changes the speed, not the numbers beyond float rounding",
+}
 
 
 # ---- planning -------------------------------------------------------------------------------
@@ -74,6 +85,24 @@ class Plan:
                 f"{len(self.done)} finished, {len(self.todo)} to train"
                 + (f" ({len(self.resumable)} resume an interrupted run)" if self.resumable else ""))
 
+    def where(self) -> str:
+        """Where the runs' files are (every command says where it writes)."""
+        roots = sorted({str(Path(task.settings.config["models_dir"]).resolve())
+                        for task in self.todo + [task for task, _ in self.done]})
+        return f"Run files: {' and '.join(roots)}/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/ (see the cells' labels)"
+
+    def reuse_notes(self) -> list[str]:
+        """One line per non-science setting (`REUSED_KEYS`) that finished runs were trained with other
+        values of than the grid gives: they count as they are, and their files follow their own settings."""
+        differences: Counter = Counter()
+        for task, record in self.done:
+            trained = record.get("config") or {}
+            for key in REUSED_KEYS:
+                if key in trained and trained[key] != task.settings.config[key]:
+                    differences[(key, json.dumps(trained[key]), json.dumps(task.settings.config[key]))] += 1
+        return [f"note: {count} finished run(s) trained with {key} {was} are reused as they are (this grid: "
+                f"{key} {now}); {REUSED_KEYS[key]}" for (key, was, now), count in sorted(differences.items())]
+
 
 def check_names(grid: Grid) -> list[str]:
     """Datasets, models and modalities against the registries; returns the dataset names."""
@@ -109,9 +138,9 @@ def plan_runs(grid: Grid, settings: Mapping[Cell, TrainSettings], records: Mappi
         current = cell_settings.comparable_json()
         for run, record in sorted(finished.items()):
             if 1 <= run <= grid.runs and record.get("settings") != current:
-                changed = settings_difference(record.get("settings") or {}, current)
+                changed = settings_changes(record.get("settings") or {}, current)
                 raise UserError(f"'{cell_settings.cell_folder}' holds run {run} trained with other settings "
-                                f"(differs in: {', '.join(changed)}); give the grid another models_dir "
+                                f"(differs in: {changed}); give the grid another models_dir "
                                 "(overrides: [models_dir=...]) or move those results away")
         for run in range(1, grid.runs + 1):
             task = RunTask(cell, cell_settings, run)
@@ -159,8 +188,45 @@ def estimate_lines(plan: Plan, profiles: dict) -> list[str]:
     return lines
 
 
-def dry_run_lines(plan: Plan, profiles: dict | None = None) -> list[str]:
-    lines = [plan.headline()] + estimate_lines(plan, profiles or {})
+def cell_profile(profiles: dict) -> tuple[str, dict] | None:
+    """The profile per-cell hours are given on: a GPU one with a measured grid throughput if there is
+    one (the hardware a grid is run on), else the first by name."""
+    named = sorted(profiles.get("profiles", {}).items())
+    with_grid = [item for item in named if item[1].get("grid")]
+    return (with_grid or named or [None])[0]
+
+
+def cell_lines(plan: Plan, profiles: dict) -> list[str]:
+    """One line per cell: its runs finished and to train, and the device-hours of those to train."""
+    from .estimate import estimate
+
+    done, todo = Counter(task.cell for task, _ in plan.done), {}
+    for task in plan.todo:
+        todo.setdefault(task.cell, []).append(task)
+    chosen = cell_profile(profiles)
+    lines = ["Cells (runs finished / to train" + (f", device-hours one run at a time on {chosen[0]}" if chosen else "")
+             + "):"]
+    width = max((len(cell.label) for cell in plan.grid.cells()), default=0)
+    for cell in plan.grid.cells():
+        tasks = todo.get(cell, [])
+        resumable = sum(task.label in plan.resumable for task in tasks)
+        line = f"  {cell.label:<{width}}  {done[cell]} finished, {len(tasks)} to train"
+        if resumable:
+            line += f" ({resumable} resume)"
+        if tasks and chosen:
+            line += f", {estimate((t.settings for t in tasks), *chosen).hours:,.2f} h"
+        lines.append(line)
+    return lines
+
+
+def dry_run_lines(plan: Plan, profiles: dict | None = None, list_runs: bool = False) -> list[str]:
+    """What `--dry_run` prints: the headline, the estimates, a line per cell and, with `list_runs`, a line
+    per run."""
+    profiles = profiles or {}
+    lines = ([plan.headline(), plan.where()] + plan.reuse_notes() + estimate_lines(plan, profiles)
+             + cell_lines(plan, profiles))
+    if not list_runs:
+        return lines + ["(--list_runs: a line per run)"]
     if plan.done:
         lines.append(f"Finished ({len(plan.done)}):")
         lines += [f"  done      {task.label}  accuracy {record.get('accuracy', float('nan')):.2f}"
@@ -206,13 +272,15 @@ class Outcome:
 RECORD_FIELDS = ("run", "accuracy", "loss", "train_seconds", "eval_seconds", "device")
 
 
-def execute(task: RunTask, device=None, where: str = "") -> Outcome:
-    """Train one run (resuming it if interrupted); never raises for a failed run, only reports it."""
+def execute(task: RunTask, device=None, where: str = "", log_every: int = 0) -> Outcome:
+    """Train one run (resuming it if interrupted); never raises for a failed run, only reports it.
+    `log_every`: a progress line every this many steps, starting with the run's label and `where`."""
     from .run_files import RunBusy, RunFinished
     from .training import train_run
 
     try:
-        result = train_run(task.settings, task.run, device, resume=True, skip_finished=True)
+        result = train_run(task.settings, task.run, device, resume=True, skip_finished=True, log_every=log_every,
+                           label=task.label + (f" [{where}]" if where else ""))
     except RunBusy as error:
         return Outcome(task.label, BUSY, str(error), where=where)
     except RunFinished:
@@ -331,12 +399,12 @@ def _start_worker(index: int, device_name: str | None, threads: int, parent_pid:
     sys.stdout.flush()
 
 
-def _work(task: RunTask) -> Outcome:
+def _work(task: RunTask, log_every: int = 0) -> Outcome:
     """A run, in a worker process."""
     if "error" in _WORKER:
         return Outcome(task.label, FAILED, f"the worker could not start: {_WORKER['error']}", where=_WORKER["where"])
     device = _WORKER["device"]
-    outcome = execute(task, device, where=_WORKER["where"])
+    outcome = execute(task, device, where=_WORKER["where"], log_every=log_every)
     if outcome.status == FAILED and device is not None and device.type == "cuda":
         import torch
 
@@ -344,8 +412,10 @@ def _work(task: RunTask) -> Outcome:
     return outcome
 
 
-def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, out: Printer = print) -> Summary:
-    """Train the plan's runs with `workers` processes on this machine.
+def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, out: Printer = print,
+              log_every: int = 0) -> Summary:
+    """Train the plan's runs with `workers` processes on this machine (each printing a progress line
+    every `log_every` training steps).
 
     Each worker is a one-process ProcessPoolExecutor (spawn), so that a worker that dies (killed, out
     of memory) is known with its run: the run goes back to the queue and that worker alone restarts;
@@ -370,7 +440,8 @@ def run_local(plan: Plan, workers: int, gpus: list[str] = (), threads: int = 0, 
             pools[index] = ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
                                                initargs=(index, devices[index], threads, os.getpid()))
         task = queue.popleft()
-        running[pools[index].submit(_work, task)] = (index, task)
+        out(f"worker {index}: starting {task.label}")
+        running[pools[index].submit(_work, task, log_every)] = (index, task)
 
     def died(index: int, task: RunTask) -> Outcome | None:
         pools.pop(index).shutdown(wait=True)
@@ -420,6 +491,9 @@ class SubmititRun(Checkpointable):
     runs are then skipped and the interrupted one resumes from its last finished epoch.
     """
 
+    def __init__(self, log_every: int = 0):
+        self.log_every = log_every  # progress lines in the task's log every this many training steps
+
     def __call__(self, tasks: list[RunTask]) -> list[Outcome]:
         import torch
 
@@ -428,7 +502,8 @@ class SubmititRun(Checkpointable):
         where = f"job {job}" + (f"_{os.environ['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in os.environ else "")
         outcomes = []
         for task in tasks:
-            outcome = execute(task, where=where)
+            print(f"{where}: starting {task.label}", flush=True)
+            outcome = execute(task, where=where, log_every=self.log_every)
             print(outcome_line(task, outcome), flush=True)
             if outcome.status == FAILED:
                 print(outcome.message, file=sys.stderr, flush=True)
@@ -507,7 +582,7 @@ def _collect(jobs: list, summary: Summary, out: Printer, poll_seconds: float) ->
 
 def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_per_task: int = 1,
                  max_array_size: int = 1000, wait: bool = True, poll_seconds: float = 2.0,
-                 out: Printer = print, max_requeues: int = 50) -> Summary | None:
+                 out: Printer = print, max_requeues: int = 50, log_every: int = 0) -> Summary | None:
     """Submit one array task per run to be trained (or per `runs_per_task` runs).
 
     cluster "slurm": sbatch, arrays of at most `max_array_size` tasks, `slurm_array_parallelism` of
@@ -538,7 +613,7 @@ def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_
     for start in range(0, len(chunks), group):
         part = chunks[start:start + group]
         try:
-            jobs = list(zip(executor.map_array(SubmititRun(), part), part))
+            jobs = list(zip(executor.map_array(SubmititRun(log_every), part), part))
         except Exception as error:  # noqa: BLE001 - sbatch refused (partition, limits...)
             raise UserError(f"submission failed after {sum(len(c) for _, c in submitted)} of {len(tasks)} runs: "
                             f"{(str(error).strip().splitlines() or [''])[0]}") from None

@@ -149,6 +149,16 @@ def write_output(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def check_writable(folder: Path) -> None:
+    """A one-line error unless a file can be created in `folder` (checked before anything is deleted)."""
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=temporary_prefix(Path("probe")), suffix=".tmp")
+    except OSError as error:
+        raise CheckpointError(f"cannot write in '{folder}': {error.strerror or error}; nothing was changed") from None
+    os.close(handle)
+    os.unlink(probe)
+
+
 def append_line(path: Path, line: str) -> None:
     """Append one line and flush it to disk (a single write: a kill never leaves half of it)."""
     handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -393,6 +403,23 @@ def acquire(folder: Path, run: int, heartbeat: float = HEARTBEAT_SECONDS,
     raise RunBusy(f"run {run} in '{folder}' is being trained by another process (its lock keeps changing hands)")
 
 
+LOCK_FILE = re.compile(r"^(\d+)\.lock$")
+
+
+def live_locks(folder: Path, stale_after: float = STALE_SECONDS) -> dict[int, Owner | None]:
+    """Run -> owner of every lock in `folder` that a live process holds (by the rules `acquire` uses to
+    break a lock: None for an unreadable lock that is not yet stale)."""
+    found = {}
+    for path in sorted(Path(folder).glob("*.lock")) if Path(folder).is_dir() else []:
+        match = LOCK_FILE.match(path.name)
+        if match is None:
+            continue
+        owner = read_owner(path)
+        if not _is_stale(path, owner, stale_after):
+            found[int(match.group(1))] = owner
+    return found
+
+
 @contextlib.contextmanager
 def run_lock(folder: Path, run: int, heartbeat: float = HEARTBEAT_SECONDS,
              stale_after: float = STALE_SECONDS) -> Iterator[RunLock]:
@@ -436,8 +463,15 @@ def load_torch_file(path: Path, map_location: str | torch.device = "cpu") -> dic
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"'{path}' is a folder, not a checkpoint file: give one run's checkpoint, such as "
+                              f"'{path / '1.pt'}' (eval_dir.py and the other folder scripts take a cell's folder)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found")
+    kind = file_kind(path)
+    if kind != "torch":
+        raise CheckpointError(f"'{path}' is not a PyTorch checkpoint ({kind}); a run's checkpoint is its <N>.pt, "
+                              "beside its record <N>.json")
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
@@ -448,6 +482,28 @@ def load_torch_file(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(content, dict):
         raise CheckpointError(f"checkpoint '{path}' does not hold a dictionary")
     return content
+
+
+def file_kind(path: Path) -> str:
+    """"torch" for what torch.save writes (a zip archive, or the legacy pickle format), else what the
+    file looks like: "an empty file", "JSON text", "text" or "an unknown format"."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as error:
+        raise CheckpointError(f"cannot read '{path}': {error.strerror or error}") from None
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return "torch"
+    if not head:
+        return "an empty file"
+    text = head.lstrip()
+    if text[:1] in (b"{", b"["):
+        return "it holds JSON text"
+    try:
+        head.decode("utf-8")
+        return "it holds text"
+    except UnicodeDecodeError:
+        return "an unknown format"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
@@ -462,6 +518,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 def run_checkpoints(folder: Path) -> tuple[list[tuple[int, Path]], list[Path]]:
     """(run number, path) of `<N>.pt` files sorted numerically, and the other `.pt` files (skipped)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise UserError(f"'{folder}' is a file, not a cell's folder: give the folder of the runs, such as "
+                        f"'{folder.parent}' (eval.py and the figure scripts take one checkpoint)")
     if not folder.is_dir():
         raise UserError(f"folder '{folder}' not found")
     runs, others = [], []

@@ -26,13 +26,13 @@ from torch.utils._pytree import tree_map
 
 import architectures
 from .run_files import (
-    EpochLog, RunFinished, RunLock, checkpoint_path, epoch_row, finished_runs, load_torch_file, metrics_path,
+    EpochLog, RunBusy, RunFinished, RunLock, check_writable, checkpoint_path, live_locks, epoch_row, finished_runs, load_torch_file, metrics_path,
     record_files, record_path, remove_leftovers, require_tensorboard, resume_path, resumed_history, run_lock,
     save_torch_file, write_errors, write_record,
 )
-from .config import TrainSettings, run_seed, settings_difference
+from .config import TrainSettings, run_seed, settings_changes
 from .data import RunData, build_run_data, global_rng_state, restore_global_rng_state, set_seed
-from .cli import CheckpointError, ConfigError, TrainingDiverged, track
+from .cli import CheckpointError, ConfigError, TrainingDiverged, on_terminal, print_line, timing, track
 from .evaluation import Evaluation, evaluate
 from .recipe import build_loss, build_model, build_optimizer, build_scheduler, resolve_device
 from .stats import mean_and_std
@@ -145,9 +145,38 @@ class EpochStats:
 EpochCallback = Callable[[EpochStats, RunState], None]
 
 
+# ---- progress -------------------------------------------------------------------------------
+class TrainingProgress:
+    """Off a terminal (a log, nohup, Slurm, a grid worker), a line every `log_every` training steps of a
+    run: epoch and step, the epoch's mean loss so far, learning rate, images per second, elapsed and
+    estimated time left of the run's training. The loss is read from the device only then."""
+
+    def __init__(self, label: str, state: RunState, num_epochs: int, log_every: int,
+                 out: Callable[[str], None] = print_line):
+        self.label, self.num_epochs, self.log_every, self.out = label, num_epochs, log_every, out
+        self.total = (num_epochs - state.epoch) * state.data.train_steps
+        self.done = self.images = 0
+        self.started = time.perf_counter()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.log_every) and not on_terminal()
+
+    def step(self, epoch: int, step: int, steps: int, loss_sum: torch.Tensor, images: int, lr: float) -> None:
+        """After step `step` (1-based) of `steps` of epoch `epoch` (1-based); `loss_sum` over the epoch's steps."""
+        self.done += 1
+        self.images += images
+        if not self.active or self.done % self.log_every:
+            return
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        self.out(f"{self.label} | epoch {epoch}/{self.num_epochs} | step {step}/{steps} | "
+                 f"loss {float(loss_sum) / step:.4f} | lr {lr:.4g} | {self.images / seconds:.0f} img/s | "
+                 f"{timing(self.done, self.total, self.started)}")
+
+
 # ---- one epoch ------------------------------------------------------------------------------
 def train_epoch(state: RunState, criterion: torch.nn.Module, use_amp: bool, description: str,
-                log_every: int = 0) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+                progress: TrainingProgress | None = None, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """One pass over the training batches: (loss sum, correct count) on the device, steps, inputs seen."""
     model, data, optimizer, scaler = state.model, state.data, state.optimizer, state.scaler
     model.train()
@@ -155,7 +184,8 @@ def train_epoch(state: RunState, criterion: torch.nn.Module, use_amp: bool, desc
     loss_sum = torch.zeros((), device=data.device)
     correct = torch.zeros((), dtype=torch.long, device=data.device)
     steps = seen = 0
-    for inputs, targets in track(data.train_batches(), description, total=data.train_steps, log_every=log_every):
+    learning_rate = optimizer.param_groups[0]["lr"]
+    for inputs, targets in track(data.train_batches(), description, total=data.train_steps):
         memory_images, memory_labels = memory.draw() if memory is not None else (None, None)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(data.device.type, dtype=torch.float16, enabled=use_amp):
@@ -168,6 +198,8 @@ def train_epoch(state: RunState, criterion: torch.nn.Module, use_amp: bool, desc
         correct += (logits.detach().argmax(dim=1) == targets).sum()
         steps += 1
         seen += targets.shape[0]
+        if progress is not None:
+            progress.step(epoch, steps, data.train_steps, loss_sum, targets.shape[0], learning_rate)
     return loss_sum, correct, steps, seen
 
 
@@ -192,9 +224,9 @@ def indices_digest(indices: list[int]) -> str:
 
 
 def check_same_settings(saved: dict, settings: TrainSettings, where: Path) -> None:
-    changed = settings_difference(saved, settings.comparable_json())
+    changed = settings_changes(saved, settings.comparable_json())
     if changed:
-        raise CheckpointError(f"'{where}' was written with other settings (differs in: {', '.join(changed)}); "
+        raise CheckpointError(f"'{where}' was written with other settings (differs in: {changed}); "
                               "use another models_dir or --overwrite")
 
 
@@ -265,16 +297,20 @@ def periodic_test_accuracy(state: RunState, settings: TrainSettings, epoch: int)
 
 
 def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run: int, log_every: int,
-                 callbacks: list[EpochCallback], epoch_log: EpochLog, lock: RunLock | None = None) -> None:
+                 callbacks: list[EpochCallback], epoch_log: EpochLog, lock: RunLock | None = None,
+                 label: str | None = None) -> None:
     """Epochs from the state's to the last; after each: divergence check, the metrics row, the resume
     file (which also holds the rows, so that a resumed CSV has every epoch once), callbacks."""
     criterion = build_loss(settings)
     use_amp = state.scaler.is_enabled()
+    label = label or f"Run {run}"
+    progress = TrainingProgress(label, state, settings.num_epochs, log_every)
     for epoch in range(state.epoch, settings.num_epochs):
         started = time.perf_counter()
         learning_rate = state.optimizer.param_groups[0]["lr"]
         loss_sum, correct, steps, seen = train_epoch(state, criterion, use_amp,
-                                                     f"Run {run} | epoch {epoch + 1}/{settings.num_epochs}", log_every)
+                                                     f"{label} | epoch {epoch + 1}/{settings.num_epochs}", progress,
+                                                     epoch + 1)
         loss = float(loss_sum) / max(steps, 1)  # the epoch's one read from the device
         if not math.isfinite(loss):
             raise TrainingDiverged(f"the training loss became {loss} in run {run}, epoch {epoch + 1}; "
@@ -318,17 +354,20 @@ def save_checkpoint(settings: TrainSettings, state: RunState, evaluation: Evalua
 
 
 def train_run(settings: TrainSettings, run: int, device: torch.device | None = None, resume: bool = True,
-              log_every: int = 0, skip_finished: bool = False, epoch_callbacks: list[EpochCallback] = ()) -> RunResult:
+              log_every: int = 0, skip_finished: bool = False, epoch_callbacks: list[EpochCallback] = (),
+              prepared: Prepared | None = None, label: str | None = None) -> RunResult:
     """Train run `run` (1-based; its seed is `run_seed(run)`), evaluate, record.
 
     Raises RunBusy if another process holds the run's lock and, with `skip_finished`, RunFinished if
     the run is already recorded (checked under the lock: concurrent workers never train a run twice).
-    `epoch_callbacks(stats, state)` are called after each epoch's resume file is written.
-    Writes `<run>.metrics.csv` as it trains, then `<run>.pt` (if `save`) and the record `<run>.json`.
+    `epoch_callbacks(stats, state)` are called after each epoch's resume file is written. `prepared`:
+    this run's `preflight`, when the caller made it already. `log_every`: progress lines (see
+    `TrainingProgress`, whose lines start with `label`, default "Run N"). Writes `<run>.metrics.csv` as it trains, then `<run>.pt` (if `save`) and the
+    record `<run>.json`.
     """
     device = device or resolve_device(settings.config["device"])
     folder = settings.cell_folder
-    prepared = preflight(settings, run, device)
+    prepared = prepared or preflight(settings, run, device)
     with run_lock(folder, run) as lock:
         remove_leftovers(folder)  # temporary files of writes killed earlier
         finished = finished_runs(folder)
@@ -341,7 +380,7 @@ def train_run(settings: TrainSettings, run: int, device: torch.device | None = N
         with write_errors(metrics_path(folder, run)):
             epoch_log = EpochLog(folder, run, history, settings.config["tensorboard"])
         try:
-            train_epochs(state, settings, state_file, run, log_every, list(epoch_callbacks), epoch_log, lock)
+            train_epochs(state, settings, state_file, run, log_every, list(epoch_callbacks), epoch_log, lock, label)
         finally:
             epoch_log.close()
         eval_started = time.perf_counter()
@@ -369,19 +408,14 @@ def summary_line(accuracies: list[float]) -> str:
     return f"Mean Accuracy:{mean:.2f} | Std Dev Accuracy:{std:.2f}"
 
 
-def prepare_folder(settings: TrainSettings, continue_train: bool, overwrite: bool) -> dict[int, dict]:
-    """Finished runs to keep; refuses to mix with earlier results unless asked to resume or overwrite."""
+def check_cell(settings: TrainSettings, continue_train: bool, overwrite: bool) -> dict[int, dict]:
+    """The finished runs to keep. Without --continue_train or --overwrite a cell that holds results is
+    refused; with --continue_train every finished run must have the current settings. Deletes nothing."""
     folder = settings.cell_folder
-    leftovers = sorted(folder.glob("*.resume.pt"))
     if overwrite:
-        for path in (leftovers + list(record_files(folder).values()) + [p for p in folder.glob("*.pt") if p.stem.isdigit()]
-                     + list(folder.glob("*.metrics.csv"))):
-            path.unlink()
-        if (folder / "tensorboard").is_dir():
-            shutil.rmtree(folder / "tensorboard")
         return {}
     finished = finished_runs(folder)
-    if (finished or leftovers) and not continue_train:
+    if (finished or any(folder.glob("*.resume.pt"))) and not continue_train:
         raise CheckpointError(f"'{folder}' already holds runs of this cell; pass --continue_train to resume them "
                               "or --overwrite to start again")
     for run, record in finished.items():
@@ -389,20 +423,67 @@ def prepare_folder(settings: TrainSettings, continue_train: bool, overwrite: boo
     return finished
 
 
+def discard_cell(folder: Path) -> list[Path]:
+    """--overwrite, once every check has passed: delete the cell's records, checkpoints, resume files,
+    metrics and TensorBoard events. Refused while another process trains a run of the cell."""
+    busy = live_locks(folder)
+    if busy:
+        run, owner = next(iter(busy.items()))
+        raise RunBusy(f"run {run} in '{folder}' is being trained by another process"
+                      + (f" ({owner.describe()})" if owner else "") + "; nothing was deleted")
+    removed = (sorted(folder.glob("*.resume.pt")) + list(record_files(folder).values())
+               + [p for p in folder.glob("*.pt") if p.stem.isdigit()] + sorted(folder.glob("*.metrics.csv")))
+    if (folder / "tensorboard").is_dir():
+        removed.append(folder / "tensorboard")
+    if not removed:
+        return []
+    check_writable(folder)
+    try:
+        for path in removed:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    except OSError as error:
+        raise CheckpointError(f"--overwrite: cannot delete '{error.filename}': {error.strerror or error}") from None
+    return removed
+
+
+def subset_note(settings: TrainSettings, data: RunData) -> str | None:
+    """One line when the training split holds fewer images than `train_examples` asks for."""
+    available = len(data.train)
+    if available >= settings.train_examples:
+        return None
+    return (f"note: train_examples is {settings.train_examples}, but {settings.dataset_name} has {available} "
+            f"training images after its validation hold-out: every run trains on all {available} (the cell keeps "
+            f"the folder name {settings.train_examples}; records give train_subset_size {available})")
+
+
 def train_cell(settings: TrainSettings, continue_train: bool = False, overwrite: bool = False,
                log_every: int = 0, device: torch.device | None = None, out: Callable[[str], None] = print) -> list[float]:
-    """Runs 1..runs of a cell, as train.py does; returns the accuracies in run order."""
+    """Runs 1..runs of a cell, as train.py does; returns the accuracies in run order.
+
+    Every check that can fail (folder, config against the dataset, model, data, memory size, other
+    trainers' locks) runs before --overwrite deletes anything: the first run to train is prepared first.
+    """
     device = device or resolve_device(settings.config["device"])
     out(f"Model:{settings.model}\nSizeTrain:{settings.train_examples}\n")
     out(f"Device:{device}")
-    finished = prepare_folder(settings, continue_train, overwrite)
+    finished = check_cell(settings, continue_train, overwrite)
+    todo = [run for run in range(1, settings.config["runs"] + 1) if run not in finished]
+    prepared = preflight(settings, todo[0], device) if todo else None
+    if prepared is not None and (note := subset_note(settings, prepared.data)):
+        out(note)
+    if overwrite:
+        removed = discard_cell(settings.cell_folder)
+        if removed:
+            out(f"--overwrite: deleted {len(removed)} file(s) of earlier runs in '{settings.cell_folder}'")
     if continue_train:
         out("Restarting training process\n")
+    out(f"Writing runs to '{settings.cell_folder}'")
     accuracies: list[float] = []
     for run in range(1, settings.config["runs"] + 1):
         record = finished.get(run)
         if record is None:
-            record = train_run(settings, run, device, resume=continue_train, log_every=log_every).record
+            record = train_run(settings, run, device, resume=continue_train, log_every=log_every,
+                               prepared=prepared if run == todo[0] else None).record
         accuracies.append(record["accuracy"])
         out(run_line(record, accuracies))
     out(summary_line(accuracies))
