@@ -9,8 +9,11 @@ pick the top explanation by example (same class as the prediction) and the top c
 original, 40 steps) then attributes the predicted logit to the input and to the kept memory samples
 together. Each figure shows rows input / top example / top counterfactual, each image beside its
 heat map (positive attributions, blended, plasma), with the prediction and the memory weights in
-the titles: (4, 6) inches at 100 dpi per input, saved as
-images/saliency/DATASET/MODALITY/MODEL/<test index>.png.
+the titles and the method's name above each heat map: (4, 6) inches at 100 dpi per input, saved as
+images/saliency/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/run<N>/<method>/<test index>.png (options that change
+the figures and differ from their defaults are added to the method's folder name, e.g.
+integrated_gradients_baseline=white; --out_dir for another folder). The folder's figures.json says which
+checkpoint and options drew them: a folder of another checkpoint is refused unless --overwrite.
 
 Baseline: --baseline=ones (default, the original's choice) is all ones in normalised space, which in
 pixels is mean + std per channel: a light grey, not the "white image" the original README names.
@@ -43,6 +46,10 @@ flags.DEFINE_integer("internal_batch_size", IG["internal_batch_size"],
 flags.DEFINE_integer("n_steps", IG["n_steps"], "integrated_gradients: interpolation steps.")
 flags.DEFINE_integer("n_samples", get_method("gradient_shap").options["n_samples"],
                      "gradient_shap: random points per input.")
+flags.DEFINE_string("out_dir", None, "Folder of the figures; default images/saliency/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/run<N>/<method>, with '_<option>=<value>' "
+                    "for each option that changes the figures and differs from its default.")
+flags.DEFINE_bool("overwrite", False, "Replace the figures of another checkpoint or other options in the folder "
+                  "(only the files its figures.json lists); without it such a folder is refused.")
 define_common_flags(HEATMAPS_PER_FIGURE, "Test inputs shown side by side in one figure (the original: 1).")
 flags.mark_flag_as_required("path_model")
 
@@ -61,7 +68,7 @@ def method_options() -> dict:
 def main(argv: list[str]) -> None:
     reject_extra_arguments(argv)
     heatmaps(FLAGS.path_model, CheckpointOptions.from_flags(FLAGS), FLAGS.max_images, FLAGS.baseline, FLAGS.method,
-             method_options())
+             method_options(), out_dir=FLAGS.out_dir, overwrite=FLAGS.overwrite)
 
 
 if __name__ == "__main__":

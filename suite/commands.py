@@ -6,6 +6,8 @@ default) and notes through `note` (stderr), and returns what it printed in machi
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import sys
 import time
@@ -15,11 +17,11 @@ from typing import Callable
 
 import torch
 
-from .run_files import write_output
+from .run_files import check_writable, write_output
 from .data import undo_normalization
 from .cli import UserError, track
 from .evaluation import evaluate
-from .config import TrainSettings
+from .config import TrainSettings, cell_folder
 from .restore import CheckpointOptions, RestoredRun, folder_runs, read_checkpoint, restore_run
 from .stats import Summary, mean_and_std, summarize
 
@@ -81,7 +83,13 @@ class FolderResults:
     cell: str  # DATASET/MODALITY/MODEL/TRAIN_EXAMPLES
     device: str
     runs: list[dict]
-    settings: TrainSettings  # the cell's (the runs differ in their seed only)
+    settings: TrainSettings  # the cell's (the runs differ in their seed only), with the command's options
+    trained: dict  # the cell's training config as its checkpoints hold it (before the command's options)
+
+    def name(self, stem: str, chosen: dict, defaults: dict) -> str:
+        """`result_name` of this folder's results: `chosen` options against `defaults` (None: the value the
+        cell was trained with, e.g. its batch_size_test)."""
+        return result_name(stem, chosen, {k: self.trained.get(k) if v is None else v for k, v in defaults.items()})
 
     def summary(self, *keys: str) -> dict:
         """key -> {"mean", "std", "n", "ci_low", "ci_high"} over the runs (population std; 95 % CI of the
@@ -116,7 +124,8 @@ def each_run(folder: str | Path, options: CheckpointOptions, measure: Callable[[
         text = line(record, records)
         if text is not None:
             out(text)
-    return FolderResults(Path(folder), restored.label, str(options.torch_device), records, restored.settings)
+    return FolderResults(Path(folder), restored.label, str(options.torch_device), records, restored.settings,
+                         restored.trained_config)
 
 
 def write_results(folder: str | Path, name: str, payload: dict, json_path: str | None = None,
@@ -132,6 +141,19 @@ def write_results(folder: str | Path, name: str, payload: dict, json_path: str |
         payload["files"] = written + [str(target)]
         written.append(str(write_json(target, payload)))
     return written
+
+
+def option_text(value) -> str:
+    """An option's value as result names show it (true / false, lists without spaces)."""
+    return json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
+
+
+def result_name(stem: str, chosen: dict, defaults: dict) -> str:
+    """`stem`, plus `_key=value,...` for every result-changing option that differs from its default
+    (in `chosen`'s order): two invocations whose results differ never share a file, and the defaults
+    keep the plain name that other commands (the report) read."""
+    changed = [f"{key}={option_text(value)}" for key, value in chosen.items() if value != defaults.get(key)]
+    return stem + ("_" + ",".join(changed) if changed else "")
 
 
 def _cumulative(records: list[dict], key: str) -> tuple[float, float]:
@@ -156,7 +178,7 @@ def evaluate_checkpoint(path: str, options: CheckpointOptions = DEFAULTS, passes
                "pass_accuracies": list(result.pass_accuracies),
                "batch_size_test": restored.settings.config["batch_size_test"]}
     if json_path:
-        write_json(json_path, payload)
+        saved(out, [str(write_json(json_path, payload))])
     return payload
 
 
@@ -188,8 +210,22 @@ def evaluate_folder(folder: str, options: CheckpointOptions = DEFAULTS, passes: 
     out(f"Mean Accuracy:{accuracy.mean:.2f} | Std Dev Accuracy:{accuracy.std:.2f} | Runs:{accuracy.n} | "
         f"95% CI:{accuracy.interval_text()}")
     payload = results.payload(summary=summary)
-    write_results(folder, "eval_dir", payload, json_path)
+    name = results.name("eval_dir", evaluation_options(results, passes),
+                        {"passes": results.trained["eval_passes"], "batch_size_test": None})
+    saved(out, write_results(folder, name, payload, json_path))
     return payload
+
+
+def evaluation_options(results: FolderResults, passes: int | None) -> dict:
+    """The options that change an evaluation's numbers, as applied: passes and the test batch size."""
+    return {"passes": passes or results.trained["eval_passes"],
+            "batch_size_test": results.settings.config["batch_size_test"]}
+
+
+def saved(out: Printer, paths: list[str]) -> None:
+    """Every command says where it wrote."""
+    if paths:
+        out("Saved " + ", ".join(str(path) for path in paths))
 
 
 # ---- explanation_accuracy.py --------------------------------------------------------------------
@@ -232,7 +268,10 @@ def explanation_accuracy(folder: str, options: CheckpointOptions = DEFAULTS, pas
     out(explanation_line(summary))
     payload = results.payload(memory_pool=memory_pool, passes=passes, summary=summary,
                               missing_values="null where a group had no cases")
-    write_results(folder, f"explanation_accuracy_{memory_pool}", payload, json_path)
+    name = results.name(f"explanation_accuracy_{memory_pool}",
+                        {"passes": passes, "batch_size_test": results.settings.config["batch_size_test"]},
+                        {"passes": EXPLANATION_PASSES, "batch_size_test": None})
+    saved(out, write_results(folder, name, payload, json_path))
     return payload
 
 
@@ -242,18 +281,91 @@ def _check_max_images(max_images: int) -> None:
         raise UserError(f"--max_images must be 0 (the whole test set) or more, got {max_images}")
 
 
-def figure_folder(images_dir: str | Path, kind: str, restored: RestoredRun) -> Path:
-    """images/<kind>/DATASET/MODALITY/MODEL/, as the original."""
-    settings = restored.settings
-    return Path(images_dir) / kind / settings.dataset_name / settings.modality / settings.model
+FIGURES_MANIFEST = "figures.json"
+
+
+def run_name(restored: RestoredRun) -> str:
+    """`run<N>` (the checkpoint's run), or `seed<k>` for a checkpoint of the original suite with no run number."""
+    return f"run{restored.run}" if restored.run is not None else f"seed{restored.seed}"
+
+
+def figure_folder(images_dir: str | Path, kind: str, restored: RestoredRun, name: str) -> Path:
+    """images/<kind>/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES[@tag]/<name>: the cell's path under the
+    models folder, then what drew the figures (the run, and the method and options that change them)."""
+    s = restored.settings
+    return cell_folder(Path(images_dir) / kind, s.dataset_name, s.modality, s.model, s.train_examples,
+                       s.config["cell_tag"]) / name
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FigureFolder:
+    """A folder of figures drawn by one command from one checkpoint with one set of result-changing
+    options, recorded in its `figures.json`: a rerun of the same command replaces its own figures; any
+    other command or checkpoint is refused before anything is drawn, unless `overwrite`, which deletes
+    the figures the manifest lists (and only those) first."""
+
+    def __init__(self, folder: Path, identity: dict, checkpoint: Path, overwrite: bool = False, note: Printer = stderr):
+        self.folder, self.identity, self.checkpoint = Path(folder), identity, str(checkpoint)
+        manifest = self.folder / FIGURES_MANIFEST
+        held = self._read(manifest)
+        if held is not None and held.get("identity") == identity:
+            self.files = [name for name in held.get("files", []) if isinstance(name, str)]
+            return
+        if held is not None or (self.folder.is_dir() and any(self.folder.iterdir())):
+            what = (f"figures of {held.get('checkpoint', 'another checkpoint')} with other settings"
+                    if held is not None else "files that this command did not write")
+            if not overwrite:
+                raise UserError(f"'{self.folder}' holds {what}; pass --out_dir=another folder, or --overwrite to "
+                                "replace them")
+            listed = [name for name in (held or {}).get("files", []) if isinstance(name, str) and "/" not in name]
+            check_writable(self.folder)
+            for name in listed:
+                (self.folder / name).unlink(missing_ok=True)
+            note(f"note: --overwrite: deleted {len(listed)} earlier figure(s) in '{self.folder}'")
+        self.files = []
+        self._save()
+
+    @staticmethod
+    def _read(manifest: Path) -> dict | None:
+        if not manifest.exists():
+            return None
+        try:
+            held = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            return {}
+        return held if isinstance(held, dict) else {}
+
+    def _save(self) -> None:
+        write_json(self.folder / FIGURES_MANIFEST, {"checkpoint": self.checkpoint, "identity": self.identity,
+                                                     "files": sorted(self.files)})
+
+    def write(self, name: str, png: bytes) -> Path:
+        """One figure, atomically; the manifest lists it before the figure exists."""
+        if name not in self.files:
+            self.files.append(name)
+            self._save()
+        return write_output(self.folder / name, png)
+
+
+def figure_identity(restored: RestoredRun, command: str, options: dict) -> dict:
+    """What a folder's figures depend on: the command, the checkpoint's bytes and the options."""
+    return {"command": command, "checkpoint_sha256": file_digest(restored.path), "options": options}
 
 
 def memory_images(path: str, options: CheckpointOptions = CheckpointOptions(batch_size_test=MEMORY_IMAGES_PER_FIGURE),
-                  max_images: int = MEMORY_IMAGES_MAX, images_dir: str | Path = "images",
-                  out: Printer = print) -> list[Path]:
+                  max_images: int = MEMORY_IMAGES_MAX, images_dir: str | Path = "images", out: Printer = print,
+                  out_dir: str | Path | None = None, overwrite: bool = False, note: Printer = stderr) -> list[Path]:
     """One figure per `batch_size_test` test inputs: each input with its prediction, and below it the
     memory samples of positive weight in descending weight order. The inputs of a figure share one
-    memory draw (as the original). Files are named after the last test index they show (2.png, 5.png...)."""
+    memory draw (as the original). Files are named after the last test index they show (2.png, 5.png...),
+    in `out_dir`, by default images/mem_images/<cell>/run<N>[_<options>] (see `FigureFolder`)."""
     from .data import generator
     from .figures import figure_png, memory_figure
 
@@ -263,14 +375,20 @@ def memory_images(path: str, options: CheckpointOptions = CheckpointOptions(batc
     out(_describe(restored))
     data, model, spec = restored.data, restored.model, restored.data.spec
     normalization = restored.settings.config["normalization"]
-    folder = figure_folder(images_dir, "mem_images", restored)
+    chosen = {"batch_size_test": data.batch_size_test}
+    name = result_name(run_name(restored), chosen, {"batch_size_test": MEMORY_IMAGES_PER_FIGURE})
+    folder = Path(out_dir) if out_dir else figure_folder(images_dir, "mem_images", restored, name)
+    figures = FigureFolder(folder, figure_identity(restored, "generate_memory_images", chosen), restored.path,
+                           overwrite, note)
+    out(f"Writing figures to {folder}")
     sampler = data.memory_sampler("memory_images")
     order = generator(restored.seed, "memory_images_order", data.device) if spec.shuffle_test else None
     limit = len(data.test) if max_images == 0 else min(max_images, len(data.test))
     batches = -(-limit // data.batch_size_test)
     written, done = [], 0
     with torch.no_grad():
-        for positions in track(data.test_index_batches(order), "memory images", total=batches):
+        for positions in track(itertools.islice(data.test_index_batches(order), batches), "memory images (figures)",
+                               total=batches, log_every=1):
             positions = positions[: limit - done]
             images = data.test_inputs(positions)
             memory, memory_labels = sampler.draw()
@@ -283,12 +401,8 @@ def memory_images(path: str, options: CheckpointOptions = CheckpointOptions(batc
             titles = [f"Prediction:{spec.classes[p]}" for p in predictions]
             figure = memory_figure(undo_normalization(images, spec, normalization).cpu(), titles, used,
                                    data.batch_size_test)
-            target = folder / f"{done + len(images) - 1}.png"
-            write_output(target, figure_png(figure))
-            written.append(target)
+            written.append(figures.write(f"{done + len(images) - 1}.png", figure_png(figure)))
             done += len(images)
-            if done >= limit:
-                break
     out(f"Saved {len(written)} figures ({done} test images) in {folder}")
     return written
 
@@ -296,10 +410,12 @@ def memory_images(path: str, options: CheckpointOptions = CheckpointOptions(batc
 # ---- generate_heatmaps.py -----------------------------------------------------------------------
 def heatmaps(path: str, options: CheckpointOptions = CheckpointOptions(batch_size_test=HEATMAPS_PER_FIGURE),
              max_images: int = HEATMAPS_MAX, baseline: str = "ones", method: str = "integrated_gradients",
-             method_options: dict | None = None, images_dir: str | Path = "images", out: Printer = print) -> list[Path]:
+             method_options: dict | None = None, images_dir: str | Path = "images", out: Printer = print,
+             out_dir: str | Path | None = None, overwrite: bool = False, note: Printer = stderr) -> list[Path]:
     """Heat maps (attributions of the predicted logit) of each input, its top explanation by example
     and its top counterfactual (docs/protocol.md, heat maps); one figure per `batch_size_test` inputs
-    (the original: 1). `method` is a registered attribution method (suite.attribution)."""
+    (the original: 1). `method` is a registered attribution method (suite.attribution). Figures go to
+    `out_dir`, by default images/saliency/<cell>/run<N>/<method>[_<options>] (see `FigureFolder`)."""
     from .attribution import get_method
     from .explain import BASELINES, explain_inputs
     from .figures import SaliencyRow, figure_png, saliency_figure
@@ -322,7 +438,13 @@ def heatmaps(path: str, options: CheckpointOptions = CheckpointOptions(batch_siz
     out(f"Device:{restored.device}")
     out(_describe(restored))
     spec, normalization = restored.data.spec, restored.settings.config["normalization"]
-    folder = figure_folder(images_dir, "saliency", restored)
+    applied = {"baseline": baseline} | chosen.options | method_options | {"batch_size_test": restored.data.batch_size_test}
+    defaults = {"baseline": "ones"} | chosen.options | {"batch_size_test": HEATMAPS_PER_FIGURE}
+    name = run_name(restored) + "/" + result_name(method, applied, defaults)
+    folder = Path(out_dir) if out_dir else figure_folder(images_dir, "saliency", restored, name)
+    figures = FigureFolder(folder, figure_identity(restored, f"generate_heatmaps --method={method}", applied),
+                           restored.path, overwrite, note)
+    out(f"Writing figures to {folder}")
     written: list[Path] = []
 
     def pixels(image: torch.Tensor) -> torch.Tensor:
@@ -339,11 +461,9 @@ def heatmaps(path: str, options: CheckpointOptions = CheckpointOptions(batch_siz
                     rows.append(SaliencyRow(pixels(item.memory_images[position]), item.memory_attributions[position],
                                             f"{name}\nw:{float(selection.weights[position]):.2f}"))
             blocks.append(rows)
-        target = folder / f"{explained[-1].index}.png"
-        write_output(target, figure_png(saliency_figure(blocks, chosen.title)))
-        written.append(target)
+        written.append(figures.write(f"{explained[-1].index}.png", figure_png(saliency_figure(blocks, chosen.title))))
 
-    done = explain_inputs(restored, max_images, baseline, save, method, **method_options)
+    done = explain_inputs(restored, max_images, baseline, save, method, log_every=1, **method_options)
     out(f"Saved {len(written)} figures ({done} test images) in {folder}")
     return written
 

@@ -12,6 +12,7 @@ checkpoint are the same at every call.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,7 +357,8 @@ def explain_input(model: nn.Module, image: Tensor, memory: tuple[Tensor, Tensor]
 
 
 def explain_inputs(restored, max_images: int, baseline: str, on_batch: Callable[[list[InputExplanation]], None],
-                   method: str = DEFAULT_METHOD, description: str = "heat maps", **options) -> int:
+                   method: str = DEFAULT_METHOD, description: str = "heat maps (figures)", log_every: int = 0,
+                   **options) -> int:
     """Walk the test set in batches of `batch_size_test` (one figure per batch), explaining each input
     with its own draws. Per input, a memory M and an auxiliary memory A are drawn, in that order, from
     one generator seeded by the run ("heatmaps" stream); methods that sample (GradientShap) draw from
@@ -372,7 +374,8 @@ def explain_inputs(restored, max_images: int, baseline: str, on_batch: Callable[
         with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
             torch.manual_seed(derive_seed(restored.seed, "heatmaps_attribution"))
             np.random.seed(derive_seed(restored.seed, "heatmaps_attribution") % 2**32)
-            for positions in track(data.test_index_batches(order), description, total=batches):
+            for positions in track(itertools.islice(data.test_index_batches(order), batches), description,
+                                   total=batches, log_every=log_every):
                 positions = positions[: limit - done]
                 images, labels = data.test_inputs(positions), data.test.labels[positions]
                 explained = []
@@ -384,8 +387,6 @@ def explain_inputs(restored, max_images: int, baseline: str, on_batch: Callable[
                                                    index=done + offset, label=int(label), **options))
                 on_batch(explained)
                 done += len(explained)
-                if done >= limit:
-                    break
     finally:
         np.random.set_state(numpy_state)
     return done

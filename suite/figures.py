@@ -7,6 +7,7 @@ as PNG bytes by `figure_png`. Images arrive de-normalised and clipped to [0, 1];
 from __future__ import annotations
 
 import io
+import textwrap
 import warnings
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from mpl_toolkits.axes_grid1 import make_axes_locatable
 from torch import Tensor
 
 
+MODALITY_COLORS = {"std": "#1f77b4", "memory": "#7f7f7f", "encoder_memory": "#d62728"}  # every report figure
 MEMORY_FIGURE_DPI = 300  # memory images: (2 * inputs, 4) inches at 300 dpi, as the original
 SALIENCY_FIGURE_DPI = 100  # heatmaps: (4, 6) inches per input at matplotlib's default 100 dpi
 MEMORY_GRID_COLUMNS = 4  # make_grid(nrow=4): memory samples per grid row
@@ -38,6 +40,16 @@ def figure_png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=figure.dpi)
     return buffer.getvalue()
+
+
+def wrapped(text: str, width: Figure | float, fontsize: float) -> str:
+    """`text` broken into lines that fit `width` (a figure's, or inches): a title never runs past the edges
+    (an average character of matplotlib's default font is at most about 0.65 em wide in these titles; 10 % is kept
+    free). Existing line breaks are kept; a comma is a place to break."""
+    inches = width.get_figwidth() if isinstance(width, Figure) else width
+    characters = max(12, int(inches * 72 * 0.9 / (0.65 * fontsize)))
+    return "\n".join(textwrap.fill(line.replace(",", ", "), width=characters).replace(", ", ",")
+                     for line in text.splitlines())
 
 
 def _tight_layout(figure: Figure) -> None:
@@ -130,10 +142,10 @@ def _draw_heat_map(figure: Figure, axis, image: Tensor, attribution: Tensor, tit
                                            use_pyplot=False)
 
 
-def saliency_figure(blocks: list[list[SaliencyRow]], title: str = "Saliency") -> Figure:
+def saliency_figure(blocks: list[list[SaliencyRow]], title: str) -> Figure:
     """One block of two columns per input: rows input / top example / top counterfactual (those that
-    exist), each image beside its heat map titled `title` (the attribution method's; the original
-    figures say "Saliency"). (4, 6) inches per block at 100 dpi."""
+    exist), each image beside its heat map titled `title`, the name of the attribution method that drew
+    it (the original titled every heat map "Saliency", whatever drew it). (4, 6) inches per block at 100 dpi."""
     if not blocks or any(not block for block in blocks):
         raise ValueError("saliency_figure needs at least one row per input")
     rows = max(len(block) for block in blocks)

@@ -74,6 +74,12 @@ class RestoredRun:
         s = self.settings
         return f"{s.dataset_name}/{s.modality}/{s.model}/{s.train_examples}"
 
+    @property
+    def trained_config(self) -> dict:
+        """The training config as the checkpoint holds it, before the command's --dir_dataset and
+        --batch_size_test: what the results of default flags are computed with."""
+        return checkpoint_config(self.checkpoint, self.path)
+
 
 def seed_from_name(path: Path) -> int:
     """Original-suite checkpoints: `<k>.pt` is run k, trained with seed k - 1; other names get 42."""

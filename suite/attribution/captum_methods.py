@@ -8,7 +8,7 @@ from torch import Tensor
 from . import Forward, register_attribution
 
 
-@register_attribution("integrated_gradients", title="Saliency")  # the original figures' title
+@register_attribution("integrated_gradients", title="Integrated Gradients")
 def integrated_gradients(forward: Forward, inputs: tuple[Tensor, Tensor], baselines: tuple[Tensor, Tensor],
                          target: int, *, n_steps: int = 40, internal_batch_size: int = 2) -> tuple[Tensor, Tensor]:
     """captum's Integrated Gradients (Gauss-Legendre), the original's method and parameters.
@@ -26,7 +26,7 @@ def integrated_gradients(forward: Forward, inputs: tuple[Tensor, Tensor], baseli
                                                   internal_batch_size=internal_batch_size)
 
 
-@register_attribution("saliency", title="Gradient")
+@register_attribution("saliency", title="Saliency")
 def saliency(forward: Forward, inputs: tuple[Tensor, Tensor], baselines: tuple[Tensor, Tensor],
              target: int) -> tuple[Tensor, Tensor]:
     """captum's Saliency: the absolute gradient of the logit (Simonyan et al.); needs no baseline."""

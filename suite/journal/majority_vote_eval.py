@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..commands import DEFAULTS, Printer, each_run, stderr, write_results
+from ..commands import DEFAULTS, Printer, each_run, evaluation_options, saved, stderr, write_results
 from ..data import MemorySampler, RunData, generator
 from ..cli import UserError
 from ..evaluation import EVALUATION_MEMORY, TEST_ORDER, encode_test_set
@@ -153,6 +153,7 @@ def majority_vote_folder(folder: str, options: CheckpointOptions = DEFAULTS, pas
         votes = RunVotes(tuple(vote_evaluation(restored.model, restored.data, count)))
         return {"passes": count, "settings": restored.settings.comparable_json()} | votes.as_dict()
 
+    out(LEGEND)
     results = each_run(folder, options, measure, _line, require_memory=True, out=out, note=note)
     summary = results.summary("accuracy", "mvo_accuracy", "mvy_accuracy")
     (am, asd), (om, osd), (ym, ysd) = ((summary[k]["mean"], summary[k]["std"]) for k in summary)
@@ -162,5 +163,11 @@ def majority_vote_folder(folder: str, options: CheckpointOptions = DEFAULTS, pas
     payload = results.payload(dataset=settings.dataset_name, model=settings.model, modality=settings.modality,
                               train_examples=settings.train_examples, memory_stream=EVALUATION_MEMORY,
                               auxiliary_stream=AUXILIARY_STREAM, vote_rule=TIE_RULE, summary=summary)
-    write_results(folder, Path(MAJORITY_VOTE_FILE).stem, payload, json_path)
+    name = results.name(Path(MAJORITY_VOTE_FILE).stem, evaluation_options(results, passes),
+                        {"passes": results.trained["eval_passes"], "batch_size_test": None})
+    saved(out, write_results(folder, name, payload, json_path))
     return payload
+
+
+LEGEND = ("MVO: majority vote of the classes the model predicts for the memory samples of positive weight; "
+          "MVY: majority vote of those samples' true labels (the journal's baselines); Accuracy: the model's own")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..cli import UserError
-from ..commands import Printer, stderr, each_run, write_results
+from ..commands import Printer, each_run, result_name, saved, stderr, write_results
 from ..figures import figure_png
 from ..restore import CheckpointOptions
 from ..run_files import write_output
@@ -93,8 +93,9 @@ def explanation_quality(folder: str, options: CheckpointOptions = CheckpointOpti
     csv_rows += [[stat, m, None, summary[m][EXAMPLE_SCORES[0]][stat], summary[m][EXAMPLE_SCORES[1]][stat],
                   summary[m]["same_as_memory_wrap"][stat], None] for stat in ("mean", "std") for m in RANKERS]
     csv = tables.csv_text(["run", "method", "scored", *EXAMPLE_SCORES, "same_as_memory_wrap", "no_candidate"], csv_rows)
-    written = write_results(folder, "example_quality", payload, tables={"md": markdown, "csv": csv})
-    out(f"Saved {', '.join(written)}")
+    name = results.name("example_quality", {"passes": passes, "batch_size_test": payload["batch_size_test"]},
+                        {"passes": 1, "batch_size_test": EXAMPLE_BATCH})
+    saved(out, write_results(folder, name, payload, tables={"md": markdown, "csv": csv}))
     return payload
 
 
@@ -117,7 +118,7 @@ def train_autoencoders(folder: str, options: CheckpointOptions = CheckpointOptio
 
     results = each_run(folder, options, measure, require_memory=True, out=out, note=note)
     payload = results.payload(training=asdict(training))
-    write_results(Path(folder) / FOLDER, "autoencoders", payload)
+    saved(out, write_results(Path(folder) / FOLDER, "autoencoders", payload))
     return payload
 
 
@@ -150,6 +151,8 @@ def counterfactual_quality(folder: str,
         _check_autoencoders_exist(checkpoint, path)
 
     input_rows: list[dict] = []
+    suffix = result_name("", counterfactual_options(settings, options.batch_size_test),
+                         counterfactual_options(CounterfactualSettings(), COUNTERFACTUAL_BATCH))
 
     def measure(restored) -> dict:
         result = counterfactual_run(restored, load_run_autoencoders(restored), settings)
@@ -159,7 +162,7 @@ def counterfactual_quality(folder: str,
         if result.figure:
             spec = restored.data.spec
             figure = counterfactual_figure(result.figure, spec.classes, spec, restored.settings.config["normalization"])
-            record["figure"] = str(write_output(Path(folder) / f"counterfactuals_run{restored.run}.png",
+            record["figure"] = str(write_output(Path(folder) / f"counterfactuals_run{restored.run}{suffix}.png",
                                                 figure_png(figure)))
         input_rows.extend({"run": restored.run} | row for row in result.records)
         return record
@@ -186,17 +189,29 @@ def counterfactual_quality(folder: str,
                   "data_feature_range": settings.data_feature_range, "search": search},
         scores={"im1": "lower is better", "iim1": "higher is better", "im2": "lower is better",
                 "l1": "distance to the input (normalised pixels)", "l2": "distance to the input"})
-    written = write_results(folder, "counterfactual_quality", payload,
+    written = write_results(folder, f"counterfactual_quality{suffix}", payload,
                             tables=_counterfactual_tables(results.cell, payload, input_rows))
-    write_output(Path(folder) / "counterfactual_quality_inputs.csv", _inputs_csv(input_rows).encode())
+    inputs_csv = write_output(Path(folder) / f"counterfactual_quality_inputs{suffix}.csv", _inputs_csv(input_rows).encode())
     for method in CF_METHODS:
         s = summary[method]
         out(f"{CF_METHODS[method]}: {s['found']}/{s['inputs']} found | IM1 "
             f"{tables.mean_std_text(s['im1']['mean'], s['im1']['std'], 3)} | IIM1 "
             f"{tables.mean_std_text(s['iim1']['mean'], s['iim1']['std'], 3)} | IM2 "
             f"{tables.mean_std_text(s['im2']['mean'], s['im2']['std'], 4)}")
-    out(f"Saved {', '.join(written + [str(Path(folder) / 'counterfactual_quality_inputs.csv')])}")
+    saved(out, written + [str(inputs_csv)] + [r["figure"] for r in records if r.get("figure")])
     return payload
+
+
+SEARCH_OPTIONS = ("kappa", "beta", "gamma", "theta", "c_init", "c_steps", "max_iterations", "learning_rate", "clip",
+                  "k", "l1_in_gradient")
+
+
+def counterfactual_options(settings: CounterfactualSettings, batch_size_test: int | None) -> dict:
+    """The options of counterfactual_quality.py that change its numbers (not --figure_inputs)."""
+    return ({"target": settings.target, "max_inputs": settings.max_inputs,
+             "data_feature_range": settings.data_feature_range}
+            | {name: getattr(settings.search, name) for name in SEARCH_OPTIONS}
+            | {"batch_size_test": batch_size_test or COUNTERFACTUAL_BATCH})
 
 
 def _sum_reasons(dicts) -> dict[str, int]:
