@@ -7,18 +7,13 @@ and the table describe the same runs. At an epoch, mean and std are over the run
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TYPE_CHECKING
+from typing import Callable
 
 import numpy as np
 
-from .run_files import write_output, MetricsError, metrics_path, read_metrics
-from .gridspec import Cell
-
-if TYPE_CHECKING:
-    from .report import Collected
+from .run_files import MetricsError, metrics_path, read_metrics
 
 PANELS = (("loss", "training loss"), ("train_accuracy", "training accuracy (%)"),
           ("test_accuracy", "test accuracy (%)"))
@@ -64,11 +59,14 @@ def read_runs(run_folders: dict[int, Path]) -> tuple[dict[int, list[dict]], list
     return rows, notes
 
 
-def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], label: Callable[[str], str],
-               colors: dict[str, str]) -> bytes:
-    """A panel per column that any run logged; a line per modality (mean), a band of ± std."""
+def curves_figure(title: str, by_modality: dict[str, dict[int, list[dict]]], label: Callable[[str], str],
+                  colors: dict[str, str], why_missing: dict[str, str] | None = None):
+    """A panel per column that any run logged; a line per modality (mean), a band of ± std. A modality with
+    runs but no value of a panel's column is named in that panel, with `why_missing[modality]` if known."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from .figures import wrapped
 
     panels = [(column, name) for column, name in PANELS
               if any(curve(rows, column) is not None for rows in by_modality.values())]
@@ -76,9 +74,12 @@ def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], label:
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for axis, (column, name) in zip(axes, panels):
+        absent = []
         for k, (modality, rows) in enumerate(by_modality.items()):
             found = curve(rows, column)
             if found is None:
+                absent.append(label(modality) + (f" ({why_missing[modality]})" if (why_missing or {}).get(modality)
+                                                 else ""))
                 continue
             color = colors.get(modality, f"C{k + 3}")
             axis.plot(found.epochs, found.mean, color=color, linewidth=1.6,
@@ -86,35 +87,56 @@ def curves_png(title: str, by_modality: dict[str, dict[int, list[dict]]], label:
                       marker="o" if len(found.epochs) < 12 else None, markersize=3)
             axis.fill_between(found.epochs, found.mean - found.std, found.mean + found.std, color=color,
                               alpha=0.2, linewidth=0)
+        if absent:
+            axis.text(0.02, 0.02, "not logged: " + "; ".join(absent), transform=axis.transAxes, fontsize=7,
+                      color="0.35", va="bottom", wrap=True)
         axis.set_xlabel("epoch")
         axis.set_ylabel(name)
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)
-    figure.suptitle(f"{title}: mean ± std over runs per epoch", fontsize=11)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    figure.suptitle(wrapped(f"{title}: mean ± std over runs per epoch", figure, 11), fontsize=11)
+    return figure
 
 
-def write_curves(collected: Collected, out_dir: str | Path) -> tuple[list[Path], list[str]]:
-    """`curves/DATASET_MODEL_SIZE.png` for each dataset, encoder and size with metrics; (paths, notes)."""
-    from .report import COLORS, model_display_name, modality_display_name
+def why_test_accuracy_missing(records: dict[int, dict]) -> str:
+    """Why runs have no test-accuracy curve: the `eval_every` they were trained with."""
+    values = sorted({(record.get("config") or {}).get("eval_every", 0) for record in records.values()})
+    return "trained with eval_every " + "/".join(map(str, values)) if values else ""
+
+
+def curve_file(dataset: str, model: str, size: int, tag: str) -> str:
+    """`DATASET_MODEL_SIZE[@tag].png`: one file per panel of the table (and per swept combination)."""
+    return f"{dataset}_{model}_{size}" + (f"@{tag}" if tag else "") + ".png"
+
+
+def curve_files(collected) -> tuple[dict[str, bytes], list[str]]:
+    """`collected`: the report's `Collected` (suite/report.py imports this module, never the reverse).
+    {`curves/DATASET_MODEL_SIZE[@swept values].png`: figure} for each dataset, encoder, size (and
+    combination of swept values) with metrics, and notes; the report writes them with its other files."""
+    from architectures import model_display_name, modality_display_name
+
+    from .figures import MODALITY_COLORS, figure_png
+    from .gridspec import sweep_tag
 
     grid = collected.grid
-    written, notes = [], []
+    files, notes = {}, []
     for dataset in grid.datasets:
         for model in grid.models:
             for size in grid.train_examples:
-                by_modality = {}
-                for modality in grid.modalities:
-                    folders = collected.run_folders.get(Cell(dataset, model, size, modality), {})
-                    rows, problems = read_runs(folders)
-                    notes += problems
-                    if rows:
-                        by_modality[modality] = rows
-                if by_modality:
-                    png = curves_png(f"{dataset} · {model_display_name(model)} · {size} training images", by_modality,
-                                     modality_display_name, COLORS)
-                    written.append(write_output(Path(out_dir) / CURVES_FOLDER / f"{dataset}_{model}_{size}.png", png))
-    return written, notes
-
+                for sweep in grid.sweeps():
+                    by_modality, why = {}, {}
+                    for modality in grid.modalities:
+                        cell = grid.cell(dataset, model, size, modality, sweep)
+                        rows, problems = read_runs(collected.run_folders.get(cell, {}))
+                        notes += [problem for problem in problems if problem not in notes]
+                        if rows:
+                            by_modality[modality] = rows
+                            why[modality] = why_test_accuracy_missing(collected.records.get(cell, {}))
+                    if not by_modality:
+                        continue
+                    title = (f"{dataset} · {model_display_name(model)} · {size} training images"
+                             + (f" · {sweep_tag(sweep)}" if sweep else ""))
+                    name = f"{CURVES_FOLDER}/{curve_file(dataset, model, size, sweep_tag(sweep))}"
+                    files[name] = figure_png(curves_figure(title, by_modality, modality_display_name, MODALITY_COLORS,
+                                                           why))
+    return files, notes

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from .config import TOP_LEVEL, TrainSettings, load_config, parse_yaml, read_yaml_file
+from .config import TOP_LEVEL, TrainSettings, load_config, parse_yaml, read_yaml_file, reads
 from .cli import ConfigError
 
 GRID_KEYS = ("base_config", "datasets", "models", "train_examples", "modalities", "runs", "overrides", "sweep")
@@ -99,9 +99,20 @@ class Grid:
 
     def cells(self) -> list[Cell]:
         """Every cell, datasets outermost, then models, sizes, swept values and modalities (the order work
-        is handed out)."""
-        return [Cell(d, m, n, v, s) for d, m, n, s, v in
-                itertools.product(self.datasets, self.models, self.train_examples, self.sweeps(), self.modalities)]
+        is handed out). A modality that does not read a swept key (std and the memory size) gets one cell
+        for all its values: `cell`."""
+        cells = [self.cell(d, m, n, v, s) for d, m, n, s, v in
+                 itertools.product(self.datasets, self.models, self.train_examples, self.sweeps(), self.modalities)]
+        return list(dict.fromkeys(cells))
+
+    def cell(self, dataset: str, model: str, train_examples: int, modality: str, sweep: Sweep = ()) -> Cell:
+        """The cell of a modality under the swept values `sweep`: the swept keys the modality does not read
+        are left out (they would repeat the same runs), so it keeps the base config's values of them."""
+        return Cell(dataset, model, train_examples, modality, tuple((k, v) for k, v in sweep if reads(modality, k)))
+
+    def unread(self, modality: str) -> tuple[str, ...]:
+        """The swept keys `modality` does not read."""
+        return tuple(key for key in self.sweep_keys if not reads(modality, key))
 
     def base_config(self, model: str) -> Path:
         return self.base_configs.get(model, self.base_configs[DEFAULT])

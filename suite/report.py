@@ -18,35 +18,23 @@ from __future__ import annotations
 
 import csv
 import io
-import textwrap
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from architectures import modality_display_name, model_display_name  # what tables call them (registries)
+
 from .config import settings_difference
 from .gridspec import Cell, Grid, Sweep, frozen, sweep_tag
+from .figures import MODALITY_COLORS, figure_png, wrapped
 from .run_files import finished_runs, record_folders, record_path, write_output
 from .stats import Comparison, Summary, compare, holm, summarize
 
-COLORS = {"std": "#1f77b4", "memory": "#7f7f7f", "encoder_memory": "#d62728"}
 MISSING = "missing"
 FILES = {"markdown": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "figure": "accuracy_vs_size.png",
          "differences_csv": "differences.csv"}
 REFERENCE = "std"  # every other modality is compared with the plain classifier
 
-
-def modality_display_name(modality: str) -> str:
-    """What tables call a modality: its head's display name (architectures registry)."""
-    import architectures
-
-    return architectures.modality_display_name(modality)
-
-
-def model_display_name(model: str) -> str:
-    """What tables call an encoder: its display name (architectures registry)."""
-    import architectures
-
-    return architectures.model_display_name(model)
 
 
 @dataclass(frozen=True)
@@ -97,6 +85,7 @@ class Collected:
     notes: list[str] = field(default_factory=list)
     run_folders: dict[Cell, dict[int, Path]] = field(default_factory=dict)  # where each counted run's files are
     differences: list[Difference] = field(default_factory=list)
+    records: dict[Cell, dict[int, dict]] = field(default_factory=dict)  # the counted runs' records
 
     def column_label(self, dataset: str, size: int) -> str:
         """The size, or 'full (N)' where the whole training split (N images) was smaller than asked."""
@@ -132,8 +121,8 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
         for run, record in records.items():
             path = record_path(folder, run)
             try:
-                cell = Cell(record["dataset"], record["model"], int(record["train_examples"]), record["modality"],
-                            swept_values(record.get("config") or {}, grid.sweep_keys))
+                cell = grid.cell(record["dataset"], record["model"], int(record["train_examples"]), record["modality"],
+                                 swept_values(record.get("config") or {}, grid.sweep_keys))
                 float(record["accuracy"])
             except (KeyError, TypeError, ValueError):
                 notes.append(f"skipped a record of '{path}' without dataset/model/train_examples/modality/accuracy"
@@ -165,8 +154,9 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
         ordered = [runs[r] for r in sorted(runs)]
         stats[cell] = CellStats(cell, grid.runs, tuple(float(r["accuracy"]) for r in ordered),
                                 tuple(int(r["train_subset_size"]) for r in ordered if "train_subset_size" in r))
-    stats = mark_best(stats)
-    return Collected(grid, root, stats, files, notes, dict(run_folders), differences(grid, stats))
+    stats = mark_best(stats, columns(grid))
+    return Collected(grid, root, stats, files, notes, dict(run_folders), differences(grid, stats),
+                     {cell: dict(runs) for cell, runs in found.items()})
 
 
 def swept_values(config: dict, keys: tuple[str, ...]) -> Sweep:
@@ -193,7 +183,7 @@ def differences(grid: Grid, stats: dict[Cell, CellStats]) -> list[Difference]:
     """Every modality of the grid against Std, with Welch's p-values Holm-corrected over the whole list."""
     found = []
     for cell, st in stats.items():
-        reference = Cell(cell.dataset, cell.model, cell.train_examples, REFERENCE, cell.sweep)
+        reference = grid.cell(cell.dataset, cell.model, cell.train_examples, REFERENCE, cell.sweep)
         if cell.modality != REFERENCE and reference in stats:
             found.append(Difference(cell, reference, compare(st.accuracies, stats[reference].accuracies)))
     adjusted = holm([d.comparison.p if d.comparison else None for d in found])
@@ -201,22 +191,31 @@ def differences(grid: Grid, stats: dict[Cell, CellStats]) -> list[Difference]:
             for d, p in zip(found, adjusted)]
 
 
-def mark_best(stats: dict[Cell, CellStats]) -> dict[Cell, CellStats]:
-    """Bold the best modality of each model per dataset and size (ties at 2 decimals all bold);
-    a column needs two modalities with results to have a best one."""
-    groups: dict[tuple, list[Cell]] = defaultdict(list)
-    for cell, st in stats.items():
-        if st.n:
-            groups[(cell.dataset, cell.model, cell.train_examples, cell.sweep)].append(cell)
-    marked = dict(stats)
-    for group in groups.values():
-        if len(group) < 2:
+def columns(grid: Grid) -> list[list[Cell]]:
+    """The cells compared for the bold mark: per dataset, model, size and combination of swept values, each
+    modality's cell. A cell that reads none of the swept keys (Std in a memory sweep) is in every column of
+    its model and size."""
+    return [list(dict.fromkeys(grid.cell(d, m, n, modality, sweep) for modality in grid.modalities))
+            for d in grid.datasets for m in grid.models for n in grid.train_examples for sweep in grid.sweeps()]
+
+
+def mark_best(stats: dict[Cell, CellStats], groups: list[list[Cell]]) -> dict[Cell, CellStats]:
+    """Bold the best modality of each column of `groups` (ties at 2 decimals all bold); a column needs two
+    modalities with results to have a best one, and a cell in several columns is bold only when it is
+    the best of each."""
+    verdicts: dict[Cell, list[bool]] = defaultdict(list)
+    for group in groups:
+        present = [c for c in group if c in stats and stats[c].n]
+        if len(present) < 2:
             continue
-        top = max(round(stats[c].mean, 2) for c in group)
-        for cell in group:
-            if round(stats[cell].mean, 2) == top:
-                marked[cell] = CellStats(cell, stats[cell].runs, stats[cell].accuracies, stats[cell].subset_sizes,
-                                         best=True)
+        top = max(round(stats[c].mean, 2) for c in present)
+        for cell in present:
+            verdicts[cell].append(round(stats[cell].mean, 2) == top)
+    marked = dict(stats)
+    for cell, wins in verdicts.items():
+        if all(wins):
+            marked[cell] = CellStats(cell, stats[cell].runs, stats[cell].accuracies, stats[cell].subset_sizes,
+                                     best=True)
     return marked
 
 
@@ -241,23 +240,46 @@ def markdown_cell(st: CellStats) -> str:
                                                        f"{summary.interval_text()})") + _paper_text(st)
 
 
-def _rows(collected: Collected, dataset: str) -> list[tuple[str, str, Sweep, list[CellStats]]]:
-    """(model, modality, swept values, its cells in size order) of every line of a dataset's table."""
-    grid = collected.grid
-    return [(model, modality, sweep, [collected.stats[Cell(dataset, model, size, modality, sweep)]
-                                      for size in grid.train_examples])
-            for model in grid.models for sweep in grid.sweeps() for modality in grid.modalities]
+def _rows(collected: Collected, dataset: str) -> list[tuple[str, str, str, list[CellStats]]]:
+    """(model, modality, swept values as shown, its cells in size order) of every line of a dataset's table;
+    a modality that reads none of the swept keys has one line, first (one cell for every swept value)."""
+    grid, rows, seen = collected.grid, [], set()
+    for model in grid.models:
+        for sweep in grid.sweeps():
+            for modality in grid.modalities:
+                cell = grid.cell(dataset, model, grid.train_examples[0], modality, sweep)
+                if (model, modality, cell.sweep) in seen:
+                    continue
+                seen.add((model, modality, cell.sweep))
+                rows.append((model, modality, sweep_text(grid, modality, cell.sweep),
+                             [collected.stats[grid.cell(dataset, model, size, modality, sweep)]
+                              for size in grid.train_examples]))
+    return rows
+
+
+def sweep_text(grid: Grid, modality: str, sweep: Sweep) -> str:
+    """A row's swept values, and the swept keys its modality does not read (one cell for all their values)."""
+    unread = grid.unread(modality)
+    text = sweep_tag(sweep)
+    if unread:
+        text += ("; " if text else "") + f"not swept (reads no {', '.join(unread)})"
+    return text
 
 
 def _legend(collected: Collected) -> list[str]:
-    return [
+    bold = ("the best modality of a model in a column" if not collected.grid.sweep else
+            "the best modality of a model in a column for one combination of swept values (a row that reads "
+            "none of the swept keys is one cell for all of them, bold where it is the best of every combination)")
+    lines = [
         f"Test accuracy (%) of grid `{collected.grid.path}`: mean ± population std over the n finished runs "
         f"(seeds 0..n-1) of each cell, and the 95 % confidence interval of the mean (Student t; n/a below 2 "
         f"runs); n shown as n=k/{collected.grid.runs} while runs are missing. "
-        f"**Bold**: the best modality of a model in a column. \"{MISSING}\": no finished run.",
-        "Paper: the mean the original repository states (MobileNetV2 only, docs/protocol.md, Reference numbers), "
-        "Δ = ours − paper, and whether it lies inside our interval.",
+        f"**Bold**: {bold}. \"{MISSING}\": no finished run.",
     ]
+    if any(st.paper is not None for st in collected.stats.values()):
+        lines.append("Paper: the mean the original repository states (MobileNetV2 only, docs/protocol.md, Reference "
+                     "numbers), Δ = ours − paper, and whether it lies inside our interval.")
+    return lines
 
 
 def _sweep_column(collected: Collected) -> tuple[str, str]:
@@ -273,7 +295,7 @@ def markdown(collected: Collected) -> str:
         lines += [f"## {dataset}", "", "| Encoder | Modality |" + head + " " + " | ".join(labels) + " |",
                   "|---|---|" + rule + "---|" * len(labels)]
         for model, modality, sweep, row in _rows(collected, dataset):
-            swept = f" {sweep_tag(sweep)} |" if grid.sweep else ""
+            swept = f" {sweep} |" if grid.sweep else ""
             lines.append(f"| {model_display_name(model)} | {modality_display_name(modality)} |{swept} "
                          + " | ".join(markdown_cell(st) for st in row) + " |")
         lines.append("")
@@ -399,7 +421,7 @@ def latex(collected: Collected) -> str:
             if previous is not None and model != previous:
                 lines.append("\\midrule")
             name = _latex_escape(model_display_name(model)) if model != previous else ""
-            swept = f"{_latex_escape(sweep_tag(sweep))} & " if extra else ""
+            swept = f"{_latex_escape(sweep)} & " if extra else ""
             lines.append(f"{name} & {_latex_escape(modality_display_name(modality))} & {swept}"
                          + " & ".join(latex_cell(st) for st in row) + " \\\\")
             previous = model
@@ -431,7 +453,7 @@ def _size_tick(collected: Collected, dataset: str, size: int) -> str:
     return f"{size // 1000}k" if size >= 1000 and size % 1000 == 0 else str(size)
 
 
-def figure_png(collected: Collected) -> bytes:
+def accuracy_figure(collected: Collected):
     """Accuracy against training-set size: a row of panels per dataset, a panel per encoder, a line
     per modality (mean, with population-std error bars); the paper's MobileNetV2 means as hollow marks."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -455,8 +477,8 @@ def figure_png(collected: Collected) -> bytes:
             axis = axes[r][c]
             drawn = False
             for k, modality in enumerate(grid.modalities):
-                color = COLORS.get(modality, f"C{k + 3}")
-                points = [(positions[s], collected.stats[Cell(dataset, model, s, modality, sweep)]) for s in sizes]
+                color = MODALITY_COLORS.get(modality, f"C{k + 3}")
+                points = [(positions[s], collected.stats[grid.cell(dataset, model, s, modality, sweep)]) for s in sizes]
                 points = [(x, st) for x, st in points if st.n]
                 if points:
                     drawn = True
@@ -486,44 +508,45 @@ def figure_png(collected: Collected) -> bytes:
                 axis.set_ylabel("test accuracy (%)")
             if r == rows - 1:
                 axis.set_xlabel("training images")
-    handles = [Line2D([], [], color=COLORS.get(m, f"C{k + 3}"), marker="o", label=modality_display_name(m))
+    handles = [Line2D([], [], color=MODALITY_COLORS.get(m, f"C{k + 3}"), marker="o", label=modality_display_name(m))
                for k, m in enumerate(grid.modalities)]
     if any_paper:
         handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle=":",
                               label="paper (MobileNetV2 means)"))
     figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    width = figure.get_size_inches()[0]
-    title = textwrap.fill(f"Grid {grid.name}{f' ({sweep_tag(sweep)})' if sweep else ''}: test accuracy vs. "
-                          "training-set size, mean ± std over runs. "
-                          "The paper's claim: Memory Wrap above Std with few training images, the gap closing "
-                          "on the full training set", width=max(40, int(width * 11)))
+    title = wrapped(f"Grid {grid.name}{f' ({sweep_tag(sweep)})' if sweep else ''}: test accuracy vs. "
+                    "training-set size, mean ± std over runs. "
+                    "The paper's claim: Memory Wrap above Std with few training images, the gap closing "
+                    "on the full training set", figure, 11)
     figure.suptitle(title, fontsize=11)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure
 
 
 # ---- writing ----------------------------------------------------------------------------------------
 def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None = None) -> tuple[Collected, dict]:
-    """Collect and write table1.md / .csv / .tex and the figure; returns what was collected and the paths."""
+    """Collect, then compute every file before writing any (a failure leaves the previous report as it
+    was): table1.md / .csv / .tex, the figure, the differences, the training curves (suite/curves.py),
+    for a sweep the per-key tables and figures (suite/sweeps.py), for the journal's grids the comparison;
+    returns what was collected and the paths (`curves`: the list of curve figures)."""
+    from .curves import curve_files
+    from .journal.comparison import comparison_files
+    from .sweeps import sweep_files
+
     collected = collect(grid, models_dir)
     out_dir = Path(out_dir)
-    contents = {"markdown": markdown(collected).encode(), "csv": csv_text(collected).encode(),
-                "latex": latex(collected).encode(), "figure": figure_png(collected),
-                "differences_csv": differences_csv(collected).encode()}
-    paths = {}
-    for kind, data in contents.items():
-        paths[kind] = write_output(out_dir / FILES[kind], data)
-    from .journal.comparison import write_comparison  # the journal's comparison table, for grids that hold it
-
-    if not grid.sweep:  # the journal's comparison has no swept values
-        paths |= write_comparison(grid, {c: st.accuracies for c, st in collected.stats.items()},
-                                  collected.models_dir, out_dir)
-    else:
-        from .sweeps import write_sweep_report
-
-        paths |= write_sweep_report(collected, out_dir)
-    return collected, paths
+    curves, curve_notes = curve_files(collected)
+    collected.notes += [f"curves: {note}" for note in curve_notes]
+    contents = {kind: (FILES[kind], data) for kind, data in (
+        ("markdown", markdown(collected).encode()), ("csv", csv_text(collected).encode()),
+        ("latex", latex(collected).encode()), ("figure", figure_png(accuracy_figure(collected))),
+        ("differences_csv", differences_csv(collected).encode()))}
+    if grid.sweep:
+        contents |= sweep_files(collected)
+    else:  # the journal's comparison has no swept values
+        contents |= comparison_files(grid, {c: st.accuracies for c, st in collected.stats.items()},
+                                     collected.models_dir)
+    paths = {kind: write_output(out_dir / name, data) for kind, (name, data) in contents.items()}
+    return collected, paths | {"curves": [write_output(out_dir / name, data) for name, data in curves.items()]}
 
 
 # ---- the original's stated accuracies ----------------------------------------------------------------

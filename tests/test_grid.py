@@ -692,7 +692,7 @@ def test_training_curves_are_mean_and_std_over_the_counted_runs(paper_grid):
 def test_report_names_encoders_and_variants_from_the_registries(paper_grid, monkeypatch):
     """A new encoder or head brings its display name; the report needs no edit (issue 10)."""
     from architectures import base as registry
-    from suite.report import model_display_name, modality_display_name
+    from architectures import model_display_name, modality_display_name
 
     monkeypatch.setitem(registry._DISPLAY_NAMES, "mobilenet", "A new name")
     assert model_display_name("mobilenet") == "A new name" and model_display_name("wrn28_10") == "WRN-28-10"

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..run_files import write_output
 from ..config import cell_folder, settings_difference
 from ..gridspec import Cell, Grid
 from ..stats import summarize
@@ -185,11 +184,12 @@ def csv_text(rows: list[Row]) -> str:
     return buffer.getvalue()
 
 
-def write_comparison(grid: Grid, accuracies: Mapping[Cell, Sequence[float]], models_dir: str | Path,
-                     out_dir: str | Path) -> dict[str, Path]:
-    """comparison.md and comparison.csv in `out_dir` when `wanted`; returns their paths (or nothing)."""
+def comparison_files(grid: Grid, accuracies: Mapping[Cell, Sequence[float]],
+                     models_dir: str | Path) -> dict[str, tuple[str, bytes]]:
+    """kind -> (file name, content) of comparison.md and comparison.csv when `wanted` (else nothing); the
+    report writes them with its other files."""
     rows, notes = comparison_rows(grid, accuracies, Path(models_dir))
     if not wanted(grid, rows):
         return {}
     contents = {"comparison_markdown": markdown(grid, rows, notes), "comparison_csv": csv_text(rows)}
-    return {kind: write_output(Path(out_dir) / FILES[kind], text.encode()) for kind, text in contents.items()}
+    return {kind: (FILES[kind], text.encode()) for kind, text in contents.items()}
