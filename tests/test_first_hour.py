@@ -1,0 +1,485 @@
+"""A new user's first hour, driven as a user drives it: the scripts through their command lines (or the
+functions they call, where a subprocess would only add start-up time), on real files, with the usual
+mistakes. One test per surprise a first walk-through met (issue 25); each failed before its fix.
+
+- a mistake beside --overwrite (or any other failing check) leaves every file as it was;
+- a --set of one key of a section keeps the section's other defaults;
+- figures of two runs, cells or methods never share a folder, and each command says where it wrote;
+- a training size above the split says so;
+- a sweep trains only what differs, and its report draws curves and a reference line;
+- a log off a terminal shows loss, learning rate, speed and time left;
+- a grid names the finished runs it reuses under other non-science settings;
+- errors say what was given and what to do.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run_script, tiny_config, write_config
+from suite.cli import UserError
+from suite.restore import CheckpointOptions
+
+TINY_VIT = {"patches": 4, "depth": 1, "hidden": 32, "heads": 2, "mlp_hidden": 32, "pooling": "mean"}
+
+
+ONE = CheckpointOptions(device="cpu", batch_size_test=1)  # the heat-map script's defaults, on the CPU
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` and its bytes: what "nothing was changed" compares."""
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(Path(root).rglob("*")) if path.is_file()}
+
+
+def journey_config(folder: Path, dataset_dir: Path, **top_level) -> Path:
+    """A tiny ViT on the tiny CIFAR10 of conftest: a run trains in about a second."""
+    section = {"num_epochs": 2, "opt_milestones": [1], "mem_examples": 10, "validation_size": 20}
+    config = tiny_config(folder, dataset_dir, model="vit", model_options=dict(TINY_VIT), runs=2, batch_size_train=16,
+                         device="cpu", optimizer={"name": "adam", "learning_rate": 0.003, "weight_decay": 0.0},
+                         CIFAR10=section, eval_passes=1) | top_level
+    return write_config(folder / "journey.yaml", config)
+
+
+@pytest.fixture(scope="module")
+def trained_cell(tmp_path_factory, tiny_dataset_dir):
+    """A user's finished cell (2 runs of encoder_memory), trained once by train.py's code."""
+    from suite.config import TrainSettings, load_config
+    from suite.training import train_cell
+
+    folder = tmp_path_factory.mktemp("journey")
+    path = journey_config(folder, tiny_dataset_dir)
+    settings = TrainSettings(load_config(path), "encoder_memory")
+    train_cell(settings, out=lambda _: None)
+    return folder, path, settings
+
+
+# ---- 1. nothing is lost to a typo ---------------------------------------------------------------------
+def test_a_typo_beside_overwrite_deletes_nothing(trained_cell):
+    """The walk-through's command: a misspelt model option with --overwrite. It fails in one line with the
+    nearest option, and the cell keeps every file byte for byte."""
+    folder, path, settings = trained_cell
+    before = tree(settings.cell_folder)
+    assert {"1.json", "1.pt", "1.metrics.csv", "2.json", "2.pt", "2.metrics.csv"} <= set(before)
+    result = run_script("train.py", "--modality=encoder_memory", f"--config={path}", "--set",
+                        "model_options={dpeth: 2}", "--overwrite", cwd=folder)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: model 'vit' has no option 'dpeth'; did you mean 'depth'?"
+    assert tree(settings.cell_folder) == before
+
+
+PREFLIGHT_STEPS = ("require_tensorboard", "check_compile_works", "build_model", "build_run_data", "training_memory",
+                   "live_locks", "check_writable")
+
+
+@pytest.mark.parametrize("step", PREFLIGHT_STEPS)
+def test_overwrite_deletes_nothing_until_every_check_has_passed(trained_cell, monkeypatch, step):
+    """A failure planted at each check train.py makes before it writes (tensorboard, the compile
+    toolchain, the model, the data, the memory size, other trainers' locks, a writable folder) leaves the
+    cell byte-identical, --overwrite or not."""
+    import suite.training as training
+    from suite.config import TrainSettings
+    from suite.data import RunData
+
+    folder, path, settings = trained_cell
+    if step == "check_compile_works":
+        settings = TrainSettings(settings.config | {"compile": True}, settings.modality)
+    before = tree(settings.cell_folder)
+
+    def planted(*args, **kwargs):
+        raise UserError(f"planted failure in {step}")
+
+    if step == "training_memory":
+        monkeypatch.setattr(RunData, "training_memory", planted)
+    else:
+        monkeypatch.setattr(training, step, planted)
+    with pytest.raises(UserError, match=f"planted failure in {step}"):
+        training.train_cell(settings, overwrite=True, out=lambda _: None)
+    assert tree(settings.cell_folder) == before
+
+
+def test_overwrite_refuses_while_another_process_trains_the_cell(trained_cell, tmp_path):
+    """A live process holding a run's lock (a grid worker, another train.py): nothing is deleted."""
+    from suite.run_files import RunBusy, acquire
+    from suite.training import train_cell
+
+    folder, path, settings = trained_cell
+    other = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                              "from suite.run_files import acquire; acquire(sys.argv[2], 2); print('held', flush=True); "
+                              "time.sleep(60)", str(REPO), str(settings.cell_folder)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        before = tree(settings.cell_folder)
+        with pytest.raises(RunBusy, match=r"run 2 .* is being trained by another process .*nothing was deleted"):
+            train_cell(settings, overwrite=True, out=lambda _: None)
+        assert tree(settings.cell_folder) == before
+    finally:
+        other.kill()
+        other.wait()
+    (settings.cell_folder / "2.lock").unlink(missing_ok=True)
+
+
+def test_a_grid_that_fails_its_checks_changes_no_file(tmp_path):
+    """The grid removes garbage resume files only after its checks: with a dataset missing, every file
+    (a finished run's leftover resume file included) stays."""
+    grid = {"base_config": str(REPO / "config" / "quickstart.yaml"), "datasets": ["DIGITS", "CIFAR10"],
+            "models": ["vit"], "train_examples": [40], "modalities": ["std"], "runs": 1,
+            "overrides": ["DIGITS.num_epochs=1", "CIFAR10.num_epochs=1", f"models_dir={tmp_path / 'models'}",
+                          f"dataset_dir={tmp_path / 'no_datasets'}", "download=false",
+                          f"model_options={json.dumps(TINY_VIT)}", "device=cpu"]}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    cell = tmp_path / "models" / "DIGITS" / "std" / "vit" / "40"
+    cell.mkdir(parents=True)
+    from suite.gridspec import load_grid
+
+    settings = load_grid(tmp_path / "grid.yaml").cell_settings(load_grid(tmp_path / "grid.yaml").cells()[0])
+    (cell / "1.json").write_text(json.dumps({"run": 1, "accuracy": 50.0, "settings": settings.comparable_json(),
+                                             "config": settings.config}))
+    (cell / "1.resume.pt").write_bytes(b"left by a kill between the record and its removal")
+    before = tree(tmp_path / "models")
+    result = run_script("grid.py", f"--grid={tmp_path / 'grid.yaml'}", cwd=tmp_path)
+    assert result.returncode == 2 and "CIFAR10" in result.stderr and "Traceback" not in result.stderr
+    assert tree(tmp_path / "models") == before
+
+
+def test_a_report_that_fails_leaves_the_previous_report_as_it_was(tmp_path, monkeypatch):
+    """Every file of a report is computed before the first is written: a failure while drawing (planted in
+    the training curves, the last figure computed) leaves yesterday's report byte-identical."""
+    import suite.curves as curves
+    from suite.report import write_report
+    from test_grid import write_tiny_grid
+    from suite.gridspec import load_grid
+
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=1))
+    out = tmp_path / "report"
+    write_report(grid, out)
+    before = tree(out)
+    assert {"table1.md", "table1.csv", "table1.tex", "accuracy_vs_size.png"} <= set(before)
+
+    def planted(collected):
+        raise RuntimeError("planted failure while drawing")
+
+    monkeypatch.setattr(curves, "curve_files", planted)
+    with pytest.raises(RuntimeError, match="planted"):
+        write_report(grid, out)
+    assert tree(out) == before
+
+
+# ---- 2. a --set of one key keeps its section ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """The walk-through's second command, on the offline DIGITS with a small hold-out change: config/train.yaml
+    (no DIGITS section), one key of DIGITS set, and a training size above what the split holds."""
+    folder = tmp_path_factory.mktemp("digits")
+    result = run_script("train.py", "--modality=std", f"--config={REPO / 'config' / 'train.yaml'}", "--set",
+                        "dataset_name=DIGITS", "--set", "DIGITS.num_epochs=1", "--set", "DIGITS.validation_size=1257",
+                        "--set", "train_examples=5000", "--set", "runs=1", "--set", "batch_size_train=8",
+                        "--set", "model=vit", "--set", f"model_options={json.dumps(TINY_VIT)}", "--set", "device=cpu",
+                        "--set", f"models_dir={folder / 'models'}", "--log_interval=1", cwd=folder)
+    return folder, result
+
+
+def test_setting_one_key_of_a_dataset_section_keeps_its_other_defaults(digits_run):
+    folder, result = digits_run
+    assert result.returncode == 0, result.stderr
+    record = json.loads((folder / "models/DIGITS/std/vit/5000/1.json").read_text())
+    section = record["config"]["DIGITS"]
+    assert (section["num_epochs"], section["validation_size"]) == (1, 1257)
+    assert (section["mem_examples"], section["opt_milestones"], section["lr_schedule"]) == (100, [12, 16], "multistep")
+
+
+def test_a_training_size_above_the_split_says_so_in_one_line(digits_run):
+    """DIGITS holds 1,297 training digits; with 1,257 held out, 40 remain: the run trains on 40, says so
+    before training, keeps the asked size as the folder name, and records the real size."""
+    folder, result = digits_run
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: train_examples is 5000")]
+    assert notes == ["note: train_examples is 5000, but DIGITS has 40 training images after its validation "
+                     "hold-out: every run trains on all 40 (the cell keeps the folder name 5000; records give "
+                     "train_subset_size 40)"]
+    assert json.loads((folder / "models/DIGITS/std/vit/5000/1.json").read_text())["train_subset_size"] == 40
+    assert f"Writing runs to '{folder / 'models/DIGITS/std/vit/5000'}'" in result.stdout
+
+
+# ---- 7. a log can follow the progress ----------------------------------------------------------------
+STEP_LINE = re.compile(r"^Run 1 \| epoch 1/1 \| step (\d+)/(\d+) \| loss \d+\.\d{4} \| lr [0-9.e-]+ \| \d+ img/s \| "
+                       r"elapsed \d+:\d\d:\d\d \| left ~\d+:\d\d:\d\d$")
+
+
+def test_a_log_shows_loss_learning_rate_speed_and_time_left(digits_run):
+    """Off a terminal (captured output), --log_interval=1: a line per step with every figure a user
+    follows; the last says no time is left."""
+    _, result = digits_run
+    lines = [line for line in result.stdout.splitlines() if line.startswith("Run 1 | epoch")]
+    matched = [STEP_LINE.match(line) for line in lines]
+    assert lines and all(matched), lines
+    steps = [int(m.group(1)) for m in matched]
+    assert steps == [1, 2, 3, 4, 5] and matched[0].group(2) == "5"  # 40 digits in batches of 8
+    assert lines[-1].endswith("left ~0:00:00")
+
+
+# ---- 3. figures never mix -------------------------------------------------------------------------------
+def test_figures_of_two_runs_methods_and_options_never_share_a_folder(trained_cell, capsys):
+    """Memory images of run 1 and run 2, heat maps of two methods and of another baseline: five folders,
+    each named after what drew it, each printed; a rerun replaces its own figures and nothing else."""
+    from suite.commands import heatmaps, memory_images
+
+    folder, _, settings = trained_cell
+    images = folder / "images"
+    cpu = CheckpointOptions(device="cpu", batch_size_test=2)
+    outputs = {
+        "memory run 1": memory_images(str(settings.cell_folder / "1.pt"), cpu, max_images=2, images_dir=images),
+        "memory run 2": memory_images(str(settings.cell_folder / "2.pt"), cpu, max_images=2, images_dir=images),
+        "ig": heatmaps(str(settings.cell_folder / "1.pt"), ONE, max_images=1, images_dir=images,
+                       method_options={"n_steps": 4}),
+        "saliency": heatmaps(str(settings.cell_folder / "1.pt"), ONE, max_images=1, method="saliency",
+                             images_dir=images),
+        "white": heatmaps(str(settings.cell_folder / "1.pt"), ONE, max_images=1, baseline="white", images_dir=images,
+                          method_options={"n_steps": 4}),
+    }
+    folders = {name: {path.parent.relative_to(images) for path in paths} for name, paths in outputs.items()}
+    cell = Path("CIFAR10/encoder_memory/vit/100")
+    assert folders == {
+        "memory run 1": {Path("mem_images") / cell / "run1_batch_size_test=2"},
+        "memory run 2": {Path("mem_images") / cell / "run2_batch_size_test=2"},
+        "ig": {Path("saliency") / cell / "run1/integrated_gradients_n_steps=4"},
+        "saliency": {Path("saliency") / cell / "run1/saliency"},
+        "white": {Path("saliency") / cell / "run1/integrated_gradients_baseline=white,n_steps=4"},
+    }
+    printed = capsys.readouterr().out
+    for name, found in folders.items():
+        assert f"Writing figures to {images / next(iter(found))}" in printed, name
+        assert f"in {images / next(iter(found))}" in printed, name
+    again = memory_images(str(settings.cell_folder / "1.pt"), cpu, max_images=2, images_dir=images)
+    assert again == outputs["memory run 1"]
+    assert sorted(p.name for p in again[0].parent.iterdir()) == sorted([p.name for p in again] + ["figures.json"])
+
+
+def test_a_figure_folder_of_another_checkpoint_is_refused_and_overwrite_replaces_only_its_figures(trained_cell):
+    from suite.commands import memory_images
+
+    folder, _, settings = trained_cell
+    out = folder / "shared_figures"
+    cpu = CheckpointOptions(device="cpu", batch_size_test=2)
+    first = memory_images(str(settings.cell_folder / "1.pt"), cpu, max_images=4, out_dir=out)
+    (out / "my_notes.txt").write_text("a user's own file")
+    before = tree(out)
+    with pytest.raises(UserError, match=r"holds figures of .*1\.pt with other settings; pass --out_dir=another "
+                                        r"folder, or --overwrite"):
+        memory_images(str(settings.cell_folder / "2.pt"), cpu, max_images=2, out_dir=out)
+    assert tree(out) == before
+    second = memory_images(str(settings.cell_folder / "2.pt"), cpu, max_images=2, out_dir=out, overwrite=True,
+                           note=lambda _: None)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted([p.name for p in second] + ["figures.json", "my_notes.txt"]) and len(first) == 2
+    assert json.loads((out / "figures.json").read_text())["checkpoint"].endswith("2.pt")
+
+
+def test_heat_maps_are_titled_with_the_method_that_drew_them(trained_cell, monkeypatch):
+    import suite.figures as figures
+    from suite.commands import heatmaps
+
+    folder, _, settings = trained_cell
+    made = []
+    drawn = figures.saliency_figure
+
+    def recording(blocks, title):
+        made.append(drawn(blocks, title))
+        return made[-1]
+
+    monkeypatch.setattr(figures, "saliency_figure", recording)
+    for method, expected, options in (("integrated_gradients", "Integrated Gradients", {"n_steps": 2}),
+                                      ("saliency", "Saliency", {}), ("gradient_shap", "GradientSHAP", {"n_samples": 2})):
+        heatmaps(str(settings.cell_folder / "1.pt"), ONE, max_images=1, method=method, method_options=options,
+                 images_dir=folder / "titled", out=lambda _: None)
+        titles = [axis.get_title() for axis in made[-1].axes if axis.get_title()]
+        heat_map_titles = [title for title in titles if not title.startswith(("Input", "Example", "Counterfactual"))]
+        assert heat_map_titles and all(title.split(" (")[0] == expected for title in heat_map_titles), titles
+
+
+def test_the_heat_map_script_reports_each_image(trained_cell, capsys):
+    from suite.commands import heatmaps
+
+    folder, _, settings = trained_cell
+    heatmaps(str(settings.cell_folder / "1.pt"), ONE, max_images=3, images_dir=folder / "progress", method="saliency")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("heat maps")]
+    assert [line.split(" | ")[1] for line in lines] == ["1/3", "2/3", "3/3"]
+    assert all(re.search(r"elapsed \d+:\d\d:\d\d \| left ~\d+:\d\d:\d\d$", line) for line in lines)
+
+
+# ---- 9. errors and outputs that say what to do --------------------------------------------------------------
+def test_a_folder_a_file_and_a_record_given_in_the_wrong_place_say_what_they_are(trained_cell):
+    folder, _, settings = trained_cell
+    cell = settings.cell_folder
+    cases = [("eval.py", f"--path_model={cell}", f"error: '{cell}' is a folder, not a checkpoint file: give one run's "
+                                                  f"checkpoint, such as '{cell / '1.pt'}'"),
+             ("eval_dir.py", f"--path={cell / '1.pt'}", f"error: '{cell / '1.pt'}' is a file, not a cell's folder: give "
+                                                         f"the folder of the runs, such as '{cell}'"),
+             ("eval.py", f"--path_model={cell / '1.json'}", f"error: '{cell / '1.json'}' is not a PyTorch checkpoint "
+                                                             "(it holds JSON text); a run's checkpoint is its <N>.pt")]
+    for script, flag, message in cases:
+        result = run_script(script, flag, "--device=cpu", cwd=folder)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().startswith(message), result.stderr
+
+
+def test_resuming_with_other_settings_names_each_key_and_both_values(trained_cell):
+    from suite.cli import CheckpointError
+    from suite.config import TrainSettings
+    from suite.training import check_cell
+
+    _, _, settings = trained_cell
+    changed = TrainSettings(settings.config | {"CIFAR10": settings.config["CIFAR10"] | {"num_epochs": 5},
+                                               "batch_size_train": 8}, settings.modality)
+    with pytest.raises(CheckpointError) as error:
+        check_cell(changed, continue_train=True, overwrite=False)
+    assert ("differs in: CIFAR10.num_epochs: 2 recorded, 5 now; batch_size_train: 16 recorded, 8 now)"
+            in str(error.value))
+
+
+def test_folder_commands_say_where_they_wrote_and_what_their_columns_mean(trained_cell):
+    from suite.commands import evaluate_folder, explanation_accuracy
+    from suite.journal.majority_vote_eval import majority_vote_folder
+
+    _, _, settings = trained_cell
+    cell, cpu = settings.cell_folder, CheckpointOptions(device="cpu")
+    for command, name in ((lambda out: evaluate_folder(str(cell), cpu, out=out, note=out), "eval_dir.json"),
+                          (lambda out: evaluate_folder(str(cell), cpu, passes=2, out=out, note=out),
+                           "eval_dir_passes=2.json"),
+                          (lambda out: explanation_accuracy(str(cell), cpu, passes=1, out=out, note=out),
+                           "explanation_accuracy_subset_passes=1.json"),
+                          (lambda out: majority_vote_folder(str(cell), cpu, out=out, note=out), "majority_vote.json")):
+        printed = []
+        command(printed.append)
+        assert printed[-1] == f"Saved {cell / name}" and (cell / name).is_file()
+        if name == "majority_vote.json":
+            assert printed[0].startswith("MVO: majority vote of the classes the model predicts for the memory "
+                                         "samples of positive weight; MVY: majority vote of those samples' true labels")
+
+
+# ---- 5, 6, 8. grids: sweeps, reuse, dry runs, reports ---------------------------------------------------
+def test_a_dry_run_prints_a_line_per_cell_and_runs_only_on_request():
+    """config/table1.yaml is 3,780 runs in 252 cells: the dry run has a line per cell with its hours."""
+    result = run_script("grid.py", "--grid=config/table1.yaml", "--dry_run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    cells = [line for line in lines if re.match(r"^  \w+/\w+/\w+/\d+ +\d+ finished, \d+ to train, [\d,.]+ h$", line)]
+    assert len(cells) == 252 and len(lines) < 252 + 12
+    assert cells[0].split()[0] == "SVHN/std/mobilenet/1000" and "0 finished, 15 to train" in cells[0]
+    assert lines[-1] == "(--list_runs: a line per run)"
+
+
+def test_a_sweep_trains_std_once_and_the_report_draws_it_as_a_reference(tmp_path):
+    """A sweep of the memory size and sampling: Std reads neither, so it is one cell (not one per value);
+    the report's sweep table names it once, its figure draws a reference line, the curves exist for every
+    swept combination, and no title of the report runs past its figure's edges (one, two, three keys)."""
+    from suite.grid import make_plan
+    from suite.gridspec import load_grid
+    from suite.report import write_report
+    from suite.sweeps import sweep_figure
+    from suite.training import train_run
+    from test_grid import write_tiny_grid
+
+    sweep = {"DIGITS.mem_examples": [5, 10], "memory_sampling": ["uniform", "class_balanced"]}
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std", "memory"), runs=1,
+                                     sweep=sweep))
+    plan = make_plan(grid)
+    labels = sorted(task.cell.label for task in plan.todo)
+    assert labels == sorted(["DIGITS/std/vit/40"] + [f"DIGITS/memory/vit/40@DIGITS.mem_examples={m},memory_sampling={s}"
+                                                     for m in (5, 10) for s in ("uniform", "class_balanced")])
+    for task in plan.todo:
+        train_run(task.settings, task.run)
+    collected, paths = write_report(grid, tmp_path / "report")
+    table = paths["sweep_DIGITS_mem_examples_md"].read_text()
+    std = collected.stats[grid.cell("DIGITS", "vit", 40, "std")]
+    assert table.count(f"Std reads no `DIGITS.mem_examples`: one cell for every value, {std.summary.text(1)}.") == 2
+    figure = sweep_figure(collected, "DIGITS.mem_examples", (5, 10))
+    reference = [line for axis in figure.axes for line in axis.lines if line.get_label().startswith("Std")]
+    assert len(reference) == 2 and all(set(line.get_ydata()) == {std.summary.mean} for line in reference)
+    assert sorted(p.name for p in paths["curves"]) == sorted(
+        f"DIGITS_vit_40@DIGITS.mem_examples={m},memory_sampling={s}.png" for m in (5, 10)
+        for s in ("uniform", "class_balanced"))
+    assert_titles_fit(figure)
+
+
+def assert_titles_fit(figure) -> None:
+    """Everything a figure draws lies inside it (a cut title is the symptom): each panel with its title,
+    tick labels and legend, and the figure's own title and legend."""
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    width, height = figure.bbox.width, figure.bbox.height
+    boxes = [(axis.get_title() or "a panel", axis.get_tightbbox(renderer)) for axis in figure.axes if axis.get_visible()]
+    boxes += [(text.get_text(), text.get_window_extent(renderer)) for text in figure.texts if text.get_text()]
+    boxes += [("the legend", legend.get_window_extent(renderer)) for legend in figure.legends]
+    for name, box in boxes:
+        assert box.x0 >= -1 and box.x1 <= width + 1 and box.y0 >= -1 and box.y1 <= height + 1, (name, box, width)
+
+
+@pytest.mark.parametrize("keys", [1, 2, 3])
+def test_no_title_of_a_sweep_report_is_cut(tmp_path, keys):
+    """Sweep figures, Table 1's figure and training curves with one, two and three swept keys (hand-made
+    records: no training)."""
+    from suite.curves import curves_figure
+    from suite.gridspec import load_grid
+    from suite.report import accuracy_figure, collect
+    from suite.sweeps import sweep_figure
+    from test_grid import write_tiny_grid
+
+    sweep = dict(list({"DIGITS.mem_examples": [5, 10], "memory_sampling": ["uniform", "class_balanced"],
+                       "optimizer.learning_rate": [0.01, 0.02]}.items())[:keys])
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std", "encoder_memory"),
+                                     runs=1, sweep=sweep))
+    collected = collect(grid)
+    for key, values in grid.sweep:
+        assert_titles_fit(sweep_figure(collected, key, values))
+    assert_titles_fit(accuracy_figure(collected))
+    rows = {1: [{"epoch": 1, "loss": 1.0, "train_accuracy": 50.0, "test_accuracy": None, "learning_rate": 0.1,
+                 "seconds": 1.0}]}
+    assert_titles_fit(curves_figure("DIGITS · ViT · 40 training images · " + ",".join(f"{k}=x" for k in sweep),
+                                    {"std": rows}, str, {}, {"std": "trained with eval_every 0"}))
+
+
+def test_a_grid_names_the_runs_it_reuses_under_other_non_science_settings(tmp_path):
+    """Runs trained with eval_every 0 count for a grid that asks eval_every 1 (the numbers are the same),
+    with a line saying so, and the curves' test panel says why a modality has no test curve."""
+    from suite.curves import curves_figure, why_test_accuracy_missing
+    from suite.grid import make_plan
+    from suite.gridspec import load_grid
+    from suite.training import train_run
+    from test_grid import write_tiny_grid
+
+    plain = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=2))
+    for task in make_plan(plain).todo:
+        train_run(task.settings, task.run)
+    asking = load_grid(write_tiny_grid(tmp_path, name="asking", models=("vit",), sizes=(40,), modalities=("std",),
+                                       runs=2, extra=("eval_every=1",)))
+    plan = make_plan(asking)
+    assert not plan.todo and len(plan.done) == 2
+    assert plan.reuse_notes() == ["note: 2 finished run(s) trained with eval_every 0 are reused as they are (this "
+                                  "grid: eval_every 1); their metrics hold test accuracies as those runs were asked "
+                                  "(the curves say so)"]
+    records = {task.run: record for task, record in plan.done}
+    assert why_test_accuracy_missing(records) == "trained with eval_every 0"
+    rows = {run: [{"epoch": 1, "loss": 1.0, "train_accuracy": 50.0, "test_accuracy": None, "learning_rate": 0.1,
+                   "seconds": 1.0}] for run in records}
+    with_test = {1: [dict(rows[1][0], test_accuracy=60.0)]}
+    figure = curves_figure("t", {"std": rows, "encoder_memory": with_test}, str, {},
+                           {"std": why_test_accuracy_missing(records)})
+    texts = [text.get_text() for axis in figure.axes for text in axis.texts]
+    assert texts == ["not logged: std (trained with eval_every 0)"]
+
+
+def test_the_table_has_a_paper_line_only_beside_paper_numbers(tmp_path):
+    from suite.gridspec import load_grid
+    from suite.report import collect, markdown
+    from test_grid import write_tiny_grid
+
+    collected = collect(load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",))))
+    assert "Paper:" not in markdown(collected)
