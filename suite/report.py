@@ -199,7 +199,7 @@ class Difference:
     cell: Cell
     reference: Cell
     comparison: Comparison | None  # None below 2 runs on either side
-    means: tuple[float, float] | None = None  # (the cell's, Std's) means, when both have runs
+    means: tuple[float, float] | None = None  # (the cell's, Std's) means, where compared
 
     def difference_at(self, digits: int) -> Decimal | None:
         """The cell's mean − Std's as a table with `digits` decimals prints them (None below 2 runs)."""
@@ -212,10 +212,10 @@ def differences(grid: Grid, stats: dict[Cell, CellStats]) -> list[Difference]:
     for cell, st in stats.items():
         reference = Cell(cell.dataset, cell.model, cell.train_examples, REFERENCE, cell.sweep)
         if cell.modality != REFERENCE and reference in stats:
-            means = (st.mean, stats[reference].mean) if st.n and stats[reference].n else None
-            found.append(Difference(cell, reference, compare(st.accuracies, stats[reference].accuracies), means))
+            found.append(Difference(cell, reference, compare(st.accuracies, stats[reference].accuracies)))
     adjusted = holm([d.comparison.p if d.comparison else None for d in found])
-    return [replace(d, comparison=replace(d.comparison, p_holm=p) if d.comparison else None)
+    return [replace(d, comparison=replace(d.comparison, p_holm=p) if d.comparison else None,
+                    means=(stats[d.cell].mean, stats[d.reference].mean) if d.comparison else None)
             for d, p in zip(found, adjusted)]
 
 
