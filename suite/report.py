@@ -8,7 +8,9 @@ default, ddof=0, as the original) over its runs, n, and the 95 % confidence inte
 (Student t; "n/a" below 2 runs); for the cells the original states a number for, whether that number
 lies inside our interval. Per model, size (and swept values): each modality's difference from Std,
 with Welch's p-value, Holm-corrected over the whole table, and Hedges' g. A cell without a finished
-run is shown as missing, never as a number. Sweep grids also get a table and a figure per swept key
+run is shown as missing, never as a number. Every mark (bold best, inside / outside the interval, Δ)
+follows the numbers as its file prints them: 2 decimals in the Markdown and LaTeX tables, 4 in the
+CSV files (suite/stats.py: `printed`). Sweep grids also get a table and a figure per swept key
 (suite/sweeps.py).
 
 Model and modality names come from the architectures registry (display names), so adding an
@@ -20,6 +22,7 @@ import csv
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 
 from architectures import modality_display_name, model_display_name  # what tables call them (registries)
@@ -28,12 +31,13 @@ from .config import settings_difference
 from .gridspec import Cell, Grid, Sweep, frozen, sweep_tag
 from .figures import MODALITY_COLORS, figure_png, wrapped
 from .run_files import finished_runs, record_folders, record_path, write_output
-from .stats import Comparison, Summary, compare, holm, summarize
+from .stats import Comparison, Summary, best_of, compare, holm, printed, printed_difference, summarize
 
 MISSING = "missing"
 FILES = {"markdown": "table1.md", "csv": "table1.csv", "latex": "table1.tex", "figure": "accuracy_vs_size.png",
          "differences_csv": "differences.csv"}
 REFERENCE = "std"  # every other modality is compared with the plain classifier
+TABLE_DIGITS, CSV_DIGITS = 2, 4  # decimals of the Markdown / LaTeX tables and of the CSV files
 
 
 
@@ -67,13 +71,21 @@ class CellStats:
         return None if c.sweep else paper_accuracy(c.dataset, c.model, c.modality, c.train_examples)
 
     @property
-    def difference(self) -> float | None:
-        return None if self.mean is None or self.paper is None else self.mean - self.paper
+    def difference(self) -> Decimal | None:
+        """Ours − paper as the tables print them (2 decimals); None without runs or a paper number."""
+        return self.difference_at(TABLE_DIGITS)
 
     @property
     def paper_inside(self) -> bool | None:
-        """Whether the original's stated mean lies inside our 95 % interval (None: no number or no interval)."""
-        return self.summary.contains(self.paper)
+        """Whether the original's stated mean lies inside our 95 % interval as the tables print them
+        (None: no number or no interval)."""
+        return self.paper_inside_at(TABLE_DIGITS)
+
+    def difference_at(self, digits: int) -> Decimal | None:
+        return None if self.mean is None or self.paper is None else printed_difference(self.mean, self.paper, digits)
+
+    def paper_inside_at(self, digits: int) -> bool | None:
+        return self.summary.contains(self.paper, digits)
 
 
 @dataclass
@@ -177,6 +189,11 @@ class Difference:
     cell: Cell
     reference: Cell
     comparison: Comparison | None  # None below 2 runs on either side
+    means: tuple[float, float] | None = None  # (the cell's, Std's) means, where compared
+
+    def difference_at(self, digits: int) -> Decimal | None:
+        """The cell's mean − Std's as a table with `digits` decimals prints them (None below 2 runs)."""
+        return None if self.comparison is None else printed_difference(*self.means, digits)
 
 
 def differences(grid: Grid, stats: dict[Cell, CellStats]) -> list[Difference]:
@@ -187,7 +204,8 @@ def differences(grid: Grid, stats: dict[Cell, CellStats]) -> list[Difference]:
         if cell.modality != REFERENCE and reference in stats:
             found.append(Difference(cell, reference, compare(st.accuracies, stats[reference].accuracies)))
     adjusted = holm([d.comparison.p if d.comparison else None for d in found])
-    return [Difference(d.cell, d.reference, replace(d.comparison, p_holm=p) if d.comparison else None)
+    return [replace(d, comparison=replace(d.comparison, p_holm=p) if d.comparison else None,
+                    means=(stats[d.cell].mean, stats[d.reference].mean) if d.comparison else None)
             for d, p in zip(found, adjusted)]
 
 
@@ -199,29 +217,29 @@ def columns(grid: Grid) -> list[list[Cell]]:
             for d in grid.datasets for m in grid.models for n in grid.train_examples for sweep in grid.sweeps()]
 
 
-def mark_best(stats: dict[Cell, CellStats], groups: list[list[Cell]]) -> dict[Cell, CellStats]:
-    """Bold the best modality of each column of `groups` (ties at 2 decimals all bold); a column needs two
-    modalities with results to have a best one, and a cell in several columns is bold only when it is
-    the best of each."""
+def best_cells(stats: dict[Cell, CellStats], groups: list[list[Cell]], digits: int) -> set[Cell]:
+    """The best modality of each column of `groups`, on the means printed with `digits` decimals (ties all
+    best); a column needs two modalities with results to have a best one, and a cell in several columns
+    is best only where it is the best of each."""
     verdicts: dict[Cell, list[bool]] = defaultdict(list)
     for group in groups:
-        present = [c for c in group if c in stats and stats[c].n]
-        if len(present) < 2:
-            continue
-        top = max(round(stats[c].mean, 2) for c in present)
-        for cell in present:
-            verdicts[cell].append(round(stats[cell].mean, 2) == top)
-    marked = dict(stats)
-    for cell, wins in verdicts.items():
-        if all(wins):
-            marked[cell] = CellStats(cell, stats[cell].runs, stats[cell].accuracies, stats[cell].subset_sizes,
-                                     best=True)
-    return marked
+        means = {cell: stats[cell].mean for cell in group if cell in stats and stats[cell].n}
+        best = best_of(means, digits)
+        if best:
+            for cell in means:
+                verdicts[cell].append(cell in best)
+    return {cell for cell, wins in verdicts.items() if all(wins)}
+
+
+def mark_best(stats: dict[Cell, CellStats], groups: list[list[Cell]]) -> dict[Cell, CellStats]:
+    """Bold the best modality of each column of the tables (on their 2 decimals)."""
+    best = best_cells(stats, groups, TABLE_DIGITS)
+    return {cell: replace(st, best=cell in best) for cell, st in stats.items()}
 
 
 # ---- text formats ---------------------------------------------------------------------------------
-def _signed(value: float) -> str:
-    return f"{value:+.2f}".replace("-", "\u2212")
+def _signed(value: float | Decimal) -> str:
+    return f"{printed(value, TABLE_DIGITS):+.{TABLE_DIGITS}f}".replace("-", "\u2212")
 
 
 def _paper_text(st: CellStats) -> str:
@@ -274,11 +292,13 @@ def _legend(collected: Collected) -> list[str]:
         f"Test accuracy (%) of grid `{collected.grid.path}`: mean ± population std over the n finished runs "
         f"(seeds 0..n-1) of each cell, and the 95 % confidence interval of the mean (Student t; n/a below 2 "
         f"runs); n shown as n=k/{collected.grid.runs} while runs are missing. "
-        f"**Bold**: {bold}. \"{MISSING}\": no finished run.",
+        f"**Bold**: {bold}; every mark follows the printed numbers (2 decimals): two means printed alike are "
+        f"both bold. \"{MISSING}\": no finished run.",
     ]
     if any(st.paper is not None for st in collected.stats.values()):
         lines.append("Paper: the mean the original repository states (MobileNetV2 only, docs/protocol.md, Reference "
-                     "numbers), Δ = ours − paper, and whether it lies inside our interval.")
+                     "numbers), Δ = ours − paper as printed here, and whether it lies inside our interval as printed "
+                     "(bounds included).")
     return lines
 
 
@@ -313,11 +333,12 @@ def _p_text(p: float | None) -> str:
 
 
 def difference_columns(d: Difference) -> list[str]:
-    """Δ, p, Holm-corrected p and Hedges' g of one comparison as the tables print them."""
+    """Δ (of the printed means), p, Holm-corrected p and Hedges' g of one comparison as the tables print them."""
     c = d.comparison
     if c is None:
         return ["n/a"] * 4
-    return [_signed(c.difference), _p_text(c.p), _p_text(c.p_holm), "n/a" if c.hedges_g is None else _signed(c.hedges_g)]
+    return [_signed(d.difference_at(TABLE_DIGITS)), _p_text(c.p), _p_text(c.p_holm),
+            "n/a" if c.hedges_g is None else _signed(c.hedges_g)]
 
 
 def differences_markdown(collected: Collected) -> list[str]:
@@ -326,7 +347,8 @@ def differences_markdown(collected: Collected) -> list[str]:
     head, rule = _sweep_column(collected)
     lines = ["## Differences from Std", "",
              "Each modality against Std in the same column (dataset, encoder, size"
-             + (", swept values" if collected.grid.sweep else "") + "): difference of the means (points), "
+             + (", swept values" if collected.grid.sweep else "") + "): difference of the means as Table 1 "
+             "prints them (points), "
              "Welch's two-sided p-value, the same Holm-corrected over the "
              f"{sum(d.comparison is not None and d.comparison.p is not None for d in collected.differences)} "
              "comparisons of this table, and Hedges' g (the difference in pooled standard deviations, "
@@ -345,8 +367,8 @@ CSV_COLUMNS = ("dataset", "model", "modality", "modality_name", "sweep", "train_
                "ci_low", "ci_high", "best", "paper_mean", "difference", "paper_inside_ci", "train_subset_size")
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.4f}"
+def _number(value: float | Decimal | None) -> str:
+    return "" if value is None else f"{printed(value, CSV_DIGITS):.{CSV_DIGITS}f}"
 
 
 def _flag(value: bool | None) -> str:
@@ -354,16 +376,19 @@ def _flag(value: bool | None) -> str:
 
 
 def csv_text(collected: Collected) -> str:
-    """One row per cell (tidy); empty values where a cell has none (missing runs, no interval, no paper)."""
+    """One row per cell (tidy); empty values where a cell has none (missing runs, no interval, no paper).
+    Its marks (best, difference, paper_inside_ci) follow its own 4 decimals."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    best = best_cells(collected.stats, columns(collected.grid), CSV_DIGITS)
     for cell, st in collected.stats.items():
         subset, summary = sorted(set(st.subset_sizes)), st.summary
         writer.writerow([cell.dataset, cell.model, cell.modality, modality_display_name(cell.modality), cell.tag,
                          cell.train_examples, st.n, st.runs, _number(summary.mean), _number(summary.std),
-                         _number(summary.ci_low), _number(summary.ci_high), int(st.best), _number(st.paper),
-                         _number(st.difference), _flag(st.paper_inside), subset[0] if len(subset) == 1 else ""])
+                         _number(summary.ci_low), _number(summary.ci_high), int(cell in best), _number(st.paper),
+                         _number(st.difference_at(CSV_DIGITS)), _flag(st.paper_inside_at(CSV_DIGITS)),
+                         subset[0] if len(subset) == 1 else ""])
     return buffer.getvalue()
 
 
@@ -374,7 +399,7 @@ def differences_csv(collected: Collected) -> str:
                      "difference", "p_welch", "p_holm", "hedges_g"])
     for d in collected.differences:
         c, comparison = d.cell, d.comparison
-        values = ([_number(comparison.difference), _number(comparison.p), _number(comparison.p_holm),
+        values = ([_number(d.difference_at(CSV_DIGITS)), _number(comparison.p), _number(comparison.p_holm),
                    _number(comparison.hedges_g)] if comparison else ["", "", "", ""])
         writer.writerow([c.dataset, c.model, c.train_examples, c.tag, c.modality, d.reference.modality,
                          collected.stats[c].n, collected.stats[d.reference].n, *values])
@@ -394,7 +419,8 @@ def latex_cell(st: CellStats) -> str:
         summary = st.summary
         value = f"{summary.mean:.2f} \\pm {summary.std:.2f}"
         text = f"$\\mathbf{{{value}}}$" if st.best else f"${value}$"
-        text += f" {{\\scriptsize $n{{=}}{st.n}$, CI {summary.interval_text()}}}"
+        count = summary.count_text(st.runs).replace("=", "{=}")  # n=k/runs while runs are missing
+        text += f" {{\\scriptsize ${count}$, CI {summary.interval_text()}}}"
     if st.paper is not None:
         inside = {True: ", in CI", False: ", outside CI", None: ""}[st.paper_inside]
         text += f" {{\\scriptsize (paper {st.paper:.2f}" + (f", ${st.difference:+.2f}${inside})}}" if st.n else ")}")
@@ -405,8 +431,9 @@ def latex(collected: Collected) -> str:
     grid = collected.grid
     lines = [f"% Table 1 of grid {_latex_escape(str(grid.path))}, written by `grid.py report`. "
              "Needs \\usepackage{booktabs}.",
-             "% Mean $\\pm$ population std over n runs, 95 % CI of the mean (Student t); bold: best modality of a "
-             "model per column; -- : no finished run; paper: the original's stated mean (MobileNetV2)."]
+             "% Mean $\\pm$ population std over n runs (n=k/runs while runs are missing), 95 % CI of the mean "
+             "(Student t); bold: best modality of a model per column; -- : no finished run; paper: the original's "
+             "stated mean (MobileNetV2), ours - paper and whether it lies in our CI, all on the printed numbers."]
     for dataset in grid.datasets:
         labels = [_latex_escape(collected.column_label(dataset, size)) for size in grid.train_examples]
         extra = 1 if grid.sweep else 0

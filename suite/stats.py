@@ -7,14 +7,42 @@
 - `compare`: the difference of two groups' means with Welch's t-test (unequal variances) and
   Hedges' g (the standardised difference, corrected for small samples); `holm` adjusts the p-values
   of a family of comparisons (Holm's step-down method, written here because scipy has none).
+- `printed`, `printed_difference`, `best_of` and `Summary.contains`: the marks a table sets beside its
+  numbers (the best one in bold, the paper's number inside our interval, a difference) are decided on
+  the numbers exactly as that table prints them (`digits` decimals), never on the unrounded values,
+  so that every mark agrees with what its reader sees (two means printed alike are both the best; a
+  bound printed equal to the paper's number holds it inside).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from decimal import Decimal
+from typing import Hashable, Mapping, Sequence, TypeVar
 
 CONFIDENCE = 0.95
+Key = TypeVar("Key", bound=Hashable)
+
+
+def printed(value: float, digits: int) -> Decimal:
+    """`value` exactly as printed with `digits` decimals (f"{value:.{digits}f}"); zero has no sign."""
+    number = Decimal(f"{value:.{digits}f}")
+    return number.copy_abs() if number.is_zero() else number
+
+
+def printed_difference(a: float, b: float, digits: int) -> Decimal:
+    """a - b as a reader computes it from the two printed numbers (exact, `digits` decimals)."""
+    return printed(a, digits) - printed(b, digits)
+
+
+def best_of(means: Mapping[Key, float | None], digits: int) -> set[Key]:
+    """The keys whose mean, printed with `digits` decimals, is the largest printed (ties all best);
+    none unless at least two keys have a mean."""
+    shown = {key: printed(mean, digits) for key, mean in means.items() if mean is not None}
+    if len(shown) < 2:
+        return set()
+    top = max(shown.values())
+    return {key for key, value in shown.items() if value == top}
 
 
 def mean_and_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -51,11 +79,12 @@ class Summary:
         return (f"{self.mean:.{digits}f} ± {self.std:.{digits}f} ({self.count_text(runs)}; "
                 f"CI {self.interval_text(digits)})")
 
-    def contains(self, value: float | None) -> bool | None:
-        """Whether `value` lies inside the interval (None when there is no interval or no value)."""
+    def contains(self, value: float | None, digits: int = 2) -> bool | None:
+        """Whether `value` lies inside the interval, both printed with `digits` decimals as
+        `interval_text(digits)` prints the interval (None when there is no interval or no value)."""
         if value is None or self.ci_low is None:
             return None
-        return self.ci_low <= value <= self.ci_high
+        return printed(self.ci_low, digits) <= printed(value, digits) <= printed(self.ci_high, digits)
 
 
 def summarize(values: Sequence[float | None]) -> Summary:
