@@ -395,13 +395,13 @@ def csv_text(collected: Collected) -> str:
 def differences_csv(collected: Collected) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["dataset", "model", "train_examples", "sweep", "modality", "reference", "n", "n_reference",
-                     "difference", "p_welch", "p_holm", "hedges_g"])
+    writer.writerow(["dataset", "model", "train_examples", "sweep", "modality", "reference", "reference_sweep", "n",
+                     "n_reference", "difference", "p_welch", "p_holm", "hedges_g"])
     for d in collected.differences:
         c, comparison = d.cell, d.comparison
         values = ([_number(d.difference_at(CSV_DIGITS)), _number(comparison.p), _number(comparison.p_holm),
                    _number(comparison.hedges_g)] if comparison else ["", "", "", ""])
-        writer.writerow([c.dataset, c.model, c.train_examples, c.tag, c.modality, d.reference.modality,
+        writer.writerow([c.dataset, c.model, c.train_examples, c.tag, c.modality, d.reference.modality, d.reference.tag,
                          collected.stats[c].n, collected.stats[d.reference].n, *values])
     return buffer.getvalue()
 

@@ -92,7 +92,8 @@ def test_eval_dir_prints_exactly_what_train_py_printed(runs, tmp_path):
     evaluated = {m.group(1): m.group(2) for m in re.finditer(r"^Run:(\d+) \| Accuracy (\S+) \|", result.stdout, re.M)}
     assert trained and evaluated == trained
     train_summary = runs.train_stdout.strip().splitlines()[-1]  # Mean Accuracy:x | Std Dev Accuracy:y
-    assert result.stdout.strip().splitlines()[-1].startswith(train_summary + " | Runs:2")
+    *_, summary, saved = result.stdout.strip().splitlines()
+    assert summary.startswith(train_summary + " | Runs:2") and saved == f"Saved {folder / 'eval_dir.json'}"
     payload = json.loads((folder / "eval_dir.json").read_text())
     records = _records(folder)
     assert [r["run"] for r in payload["runs"]] == [1, 2]
@@ -196,8 +197,17 @@ def _quiet(_: str) -> None:
 
 def test_unreadable_and_foreign_checkpoints_are_one_line_errors(runs, tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"\x00garbage")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match=r"garbage.pt' is not a PyTorch checkpoint \(it holds text\)"):
         restore_run(tmp_path / "garbage.pt")
+    (tmp_path / "binary.pt").write_bytes(bytes([0xFF, 0xFE, 0x00, 0x81]) * 8)
+    with pytest.raises(CheckpointError, match=r"binary.pt' is not a PyTorch checkpoint \(an unknown format\)"):
+        restore_run(tmp_path / "binary.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty.pt' is not a PyTorch checkpoint \(an empty file\)"):
+        restore_run(tmp_path / "empty.pt")
+    (tmp_path / "truncated.pt").write_bytes(runs.checkpoint("std").read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*corrupted, truncated or unsafe"):
+        restore_run(tmp_path / "truncated.pt")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="is not a Memory Wrap checkpoint"):
         restore_run(tmp_path / "foreign.pt")

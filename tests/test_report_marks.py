@@ -199,12 +199,21 @@ def csv_table1(text: str, runs: int) -> dict[tuple, Shown]:
 
 
 # ---- the marks, from the printed numbers alone --------------------------------------------------
+def unswept(sweep: str) -> bool:
+    """A row of a sweep table that reads none of the swept keys (Std in a memory sweep): one cell, shown once,
+    in every column of its encoder and size."""
+    return sweep == "" or sweep.startswith("not swept")
+
+
 def check_cells(cells: dict[tuple, Shown], runs: int, where: str) -> None:
     """Every mark of a table's cells, keyed (dataset, encoder, modality, sweep, size): the key without
-    its modality is the column a best modality is chosen in."""
+    its modality is the column a best modality is chosen in; an unswept row is in every column of its
+    encoder and size, and bold only where it is the best of each."""
     columns: dict[tuple, dict[tuple, Shown]] = defaultdict(dict)
+    swept = {key[3] for key in cells if not unswept(key[3])}
     for key, c in cells.items():
-        columns[key[:2] + key[3:]][key] = c
+        for sweep in (swept or {key[3]}) if unswept(key[3]) else {key[3]}:
+            columns[key[:2] + (sweep,) + key[4:]][key] = c
         if c.missing:
             assert not c.bold and c.mean is None and c.n is None and c.delta is None and c.inside is None, (where, key)
             continue
@@ -220,15 +229,29 @@ def check_cells(cells: dict[tuple, Shown], runs: int, where: str) -> None:
                 assert c.inside == (c.low <= c.paper <= c.high), (where, key, "inside our CI, as printed")
         else:
             assert c.delta is None and c.inside is None, (where, key)
+    verdicts: dict[tuple, list[bool]] = defaultdict(list)
     for column in columns.values():
         means = {k: c.mean for k, c in column.items() if not c.missing}
-        expected = {k for k, m in means.items() if m == max(means.values())} if len(means) >= 2 else set()
-        assert {k for k, c in column.items() if c.bold} == expected, (where, "best = the top printed means", column)
+        if len(means) >= 2:
+            for k, m in means.items():
+                verdicts[k].append(m == max(means.values()))
+    expected = {k for k, wins in verdicts.items() if all(wins)}
+    assert {k for k, c in cells.items() if c.bold} == expected, (where, "best = the top printed means")
 
 
 def _p(text: str) -> Decimal:
     """A printed p-value as a sort key ("<0.0001" below every printed number)."""
     return Decimal(-1) if text == "<0.0001" else number(text)
+
+
+def reference_key(cells: dict[tuple, Shown], key: tuple, reference: str) -> tuple:
+    """The reference's cell of a difference row: the same column, or its encoder's unswept row."""
+    same = key[:2] + (reference,) + key[3:]
+    if same in cells:
+        return same
+    shared = [k for k in cells if k[:3] == key[:2] + (reference,) and k[4:] == key[4:] and unswept(k[3])]
+    assert len(shared) == 1, (key, shared)
+    return shared[0]
 
 
 def check_differences(rows: dict[tuple, list[str]], cells: dict[tuple, Shown], reference: str, where: str,
@@ -237,7 +260,7 @@ def check_differences(rows: dict[tuple, list[str]], cells: dict[tuple, Shown], r
     p is at least Welch's and keeps its order; the sign of g agrees with Δ's."""
     measured = []
     for key, (delta, p, p_holm, g) in rows.items():
-        cell, std = cells[key], cells[key[:2] + (reference,) + key[3:]]
+        cell, std = cells[key], cells[reference_key(cells, key, reference)]
         if cell.missing or std.missing or cell.n < 2 or std.n < 2:
             assert [delta, p, p_holm, g] == [missing_text] * 4, (where, key)
             continue
@@ -277,16 +300,16 @@ def check_table1_files(markdown: str, csv_text: str, latex: str, differences_csv
     assert len(csv_cells) == len(md_cells)
     reading = {}
     for (dataset, model, modality, sweep, size), cell in csv_cells.items():
-        md_key = next(k for k in md_cells if k[:4] == (dataset, model_display_name(model),
-                                                        modality_display_name(modality), sweep)
-                      and k[4].split(" ")[0] in (size, "full"))
+        md_key = next(k for k in md_cells if k[:3] == (dataset, model_display_name(model),
+                                                        modality_display_name(modality))
+                      and (k[3] == sweep or (sweep == "" and unswept(k[3]))) and k[4].split(" ")[0] in (size, "full"))
         md = md_cells[md_key]
         assert (md.missing, md.n, md.paper) == (cell.missing, cell.n, cell.paper), (md_key, "formats disagree")
         reading[(dataset, model, modality, sweep, size)] = cell
     rows = {}
     for row in csv_rows(differences_csv):
         key = (row["dataset"], row["model"], row["modality"], row["sweep"], row["train_examples"])
-        reference = key[:2] + (row["reference"],) + key[3:]
+        reference = key[:2] + (row["reference"], row["reference_sweep"]) + key[4:]
         assert (int(row["n"]), int(row["n_reference"])) == (reading[key].n or 0, reading[reference].n or 0)
         rows[key] = [v if v == "" or v[0] == "-" or column not in ("difference", "hedges_g") else "+" + v
                      for column, v in ((c, row[c]) for c in ("difference", "p_welch", "p_holm", "hedges_g"))]
@@ -323,6 +346,9 @@ def check_sweep_files(collected, markdown: dict[str, str], csv_texts: dict[str, 
             elif line.startswith("| "):
                 row = dict(zip(header, _cells(line)))
                 cells += [(row[column], (row["Modality"], column)) for column in header[1:]]
+            elif f" reads no `{key}`: one cell for every value, " in line:  # an unswept modality: one cell
+                modality, text = line.removesuffix(".").split(f" reads no `{key}`: one cell for every value, ")
+                cells.append((text, (modality, f"{key}=all")))
         assert len(cells) == len(rows)
         for (_, (modality, column)), row in zip(cells, rows):
             assert (modality, column) == (modality_display_name(row["modality"]), f"{key}={row['value']}")
@@ -401,7 +427,7 @@ def edge_report(tmp_path_factory):
     for (dataset, model, size, modality), accuracies in EDGE_CASES.items():
         _write_runs(grid, Cell(dataset, model, size, modality), accuracies)
     collected, paths = write_report(grid, folder / "report")
-    return collected, {kind: path.read_text() for kind, path in paths.items() if kind != "figure"}
+    return collected, {kind: path.read_text() for kind, path in paths.items() if kind not in ("figure", "curves")}
 
 
 def test_edge_cases_are_what_they_claim_unrounded():
@@ -496,9 +522,10 @@ def _random_accuracies(rng: random.Random, cells: list[Cell], paper) -> dict[Cel
 
 def _collected(grid, accuracies):
     """What `collect` makes of these runs: the production CellStats, best marks and differences."""
-    from suite.report import CellStats, Collected, differences, mark_best
+    from suite.report import CellStats, Collected, columns, differences, mark_best
 
-    stats = mark_best({cell: CellStats(cell, grid.runs, tuple(accuracies[cell])) for cell in grid.cells()})
+    stats = mark_best({cell: CellStats(cell, grid.runs, tuple(accuracies[cell])) for cell in grid.cells()},
+                      columns(grid))
     return Collected(grid, Path("models"), stats, differences=differences(grid, stats))
 
 

@@ -151,9 +151,10 @@ BUGS: list[Bug] = [
         "prototypes with k set average the k farthest latents of a class instead of the nearest"),
     # ---- report and sweep tables ---------------------------------------------------------------------
     bug("A29", "suite/report.py",
-        "reference = Cell(cell.dataset, cell.model, cell.train_examples, REFERENCE, cell.sweep)",
+        "reference = grid.cell(cell.dataset, cell.model, cell.train_examples, REFERENCE, cell.sweep)",
         "reference = Cell(cell.dataset, cell.model, cell.train_examples, REFERENCE)",
-        "sweep grids get no 'Differences from Std' (the reference cell is looked up without the swept values)"),
+        "sweep grids of a key Std reads get no 'Differences from Std' (the reference cell is looked up without "
+        "the swept values)"),
     bug("A30", "suite/report.py",
         "found.append(Difference(cell, reference, compare(st.accuracies, stats[reference].accuracies)))",
         "found.append(Difference(cell, reference, compare(stats[reference].accuracies, st.accuracies)))",
@@ -191,8 +192,8 @@ BUGS: list[Bug] = [
         "eval_dir.py evaluates memory models with eval.py's 10 passes, not the run's eval_passes: it no "
         "longer prints the accuracies train.py recorded"),
     bug("A38", "suite/commands.py",
-        'target = folder / f"{done + len(images) - 1}.png"',
-        'target = folder / f"{done + len(images)}.png"',
+        'written.append(figures.write(f"{done + len(images) - 1}.png", figure_png(figure)))',
+        'written.append(figures.write(f"{done + len(images)}.png", figure_png(figure)))',
         "memory-image figures named one past the last test index they show (3.png, 6.png ... not 2.png, 5.png)"),
     bug("A39", "suite/explain.py",
         "whole = training_subset(restored.settings.config, ORIGINAL_SPLIT_SEED, restored.device, WHOLE_SPLIT)",
