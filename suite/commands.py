@@ -148,12 +148,18 @@ def option_text(value) -> str:
     return json.dumps(value, separators=(",", ":")) if not isinstance(value, str) else value
 
 
+LONGEST_SUFFIX = 100  # characters of `key=value,...` in a file name; longer: a digest of them
+
+
 def result_name(stem: str, chosen: dict, defaults: dict) -> str:
     """`stem`, plus `_key=value,...` for every result-changing option that differs from its default
     (in `chosen`'s order): two invocations whose results differ never share a file, and the defaults
-    keep the plain name that other commands (the report) read."""
-    changed = [f"{key}={option_text(value)}" for key, value in chosen.items() if value != defaults.get(key)]
-    return stem + ("_" + ",".join(changed) if changed else "")
+    keep the plain name that other commands (the report) read. Past LONGEST_SUFFIX characters the
+    suffix is `_options-<12 hex digits of its SHA-256>` (the results' JSON holds the options)."""
+    changed = ",".join(f"{key}={option_text(value)}" for key, value in chosen.items() if value != defaults.get(key))
+    if len(changed) > LONGEST_SUFFIX:
+        changed = "options-" + hashlib.sha256(changed.encode()).hexdigest()[:12]
+    return stem + ("_" + changed if changed else "")
 
 
 def _cumulative(records: list[dict], key: str) -> tuple[float, float]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -267,12 +268,18 @@ def test_scripts_end_to_end_write_tables_and_figure(cell):
     result = run_script("counterfactual_quality.py", f"--path_models={cell}", "--max_inputs=12", "--batch_size_test=6",
                         *(f"--{k}={v}" for k, v in search.items()), "--figure_inputs=2", "--device=cpu")
     assert result.returncode == 0, result.stderr
-    payload = json.loads((cell / "counterfactual_quality.json").read_text())
+    saved = [Path(path) for path in result.stdout.strip().splitlines()[-1].removeprefix("Saved ").split(", ")]
+    # eleven options away from the defaults: their digest names the files (the JSON holds the options)
+    suffix = re.fullmatch(r"counterfactual_quality(_options-[0-9a-f]{12})\.md", saved[0].name).group(1)
+    assert sorted(p.name for p in saved) == sorted(
+        [f"counterfactual_quality{suffix}.{kind}" for kind in ("md", "csv", "json")]
+        + [f"counterfactual_quality_inputs{suffix}.csv"] + [f"counterfactuals_run{r}{suffix}.png" for r in (1, 2)])
+    payload = json.loads((cell / f"counterfactual_quality{suffix}.json").read_text())
     assert {k: payload["settings"]["search"][k] for k in search} == search  # every flag reaches the search
     for method in ("memory_wrap", "prototype"):
         s = payload["summary"][method]
         assert s["inputs"] == 24 and s["found"] + sum(s["not_found"].values()) == 24
-    lines = (cell / "counterfactual_quality_inputs.csv").read_text().splitlines()
+    lines = (cell / f"counterfactual_quality_inputs{suffix}.csv").read_text().splitlines()
     header = lines[0].split(",")
     rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
     assert len(rows) == 48
@@ -307,15 +314,15 @@ def test_scripts_end_to_end_write_tables_and_figure(cell):
         total = payload["summary"][method][score]
         assert total["mean"] == pytest.approx(sum(defined) / len(defined)) and total["std"] == pytest.approx(
             float(torch.tensor(defined, dtype=torch.float64).std(unbiased=False))), key
-    assert "Memory Wrap" in (cell / "counterfactual_quality.md").read_text()
-    assert "memory_wrap" in (cell / "counterfactual_quality.csv").read_text()
+    assert "Memory Wrap" in (cell / f"counterfactual_quality{suffix}.md").read_text()
+    assert "memory_wrap" in (cell / f"counterfactual_quality{suffix}.csv").read_text()
     figures = sorted(cell.glob("counterfactuals_run*.png"))
     assert figures and all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
     result = run_script("explanation_quality.py", f"--path_models={cell}", "--batch_size_test=25", "--device=cpu")
     assert result.returncode == 0, result.stderr
-    table = (cell / "example_quality.md").read_text()
+    table = (cell / "example_quality_batch_size_test=25.md").read_text()
     assert all(label in table for label in ("Memory Wrap", "CHP", "KNN*", "Random"))
-    examples = json.loads((cell / "example_quality.json").read_text())
+    examples = json.loads((cell / "example_quality_batch_size_test=25.json").read_text())
     assert [r["run"] for r in examples["runs"]] == [1, 2]
     assert examples["runs"][0]["methods"]["memory_wrap"]["same_as_memory_wrap"] == 1.0
 

@@ -158,11 +158,18 @@ def test_a_report_that_fails_leaves_the_previous_report_as_it_was(tmp_path, monk
     from test_grid import write_tiny_grid
     from suite.gridspec import load_grid
 
+    from suite.run_files import write_record
+
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=1))
     out = tmp_path / "report"
     write_report(grid, out)
     before = tree(out)
     assert {"table1.md", "table1.csv", "table1.tex", "accuracy_vs_size.png"} <= set(before)
+    cell = grid.cells()[0]  # a run finishes meanwhile: the new report would differ in every table
+    settings = grid.cell_settings(cell)
+    write_record(settings.cell_folder, {"run": 1, "seed": 0, "accuracy": 50.0, "loss": 1.0, "dataset": "DIGITS",
+                                        "model": "vit", "modality": "std", "train_examples": 40, "train_subset_size": 40,
+                                        "settings": settings.comparable_json(), "config": settings.config})
 
     def planted(collected):
         raise RuntimeError("planted failure while drawing")
@@ -483,3 +490,30 @@ def test_the_table_has_a_paper_line_only_beside_paper_numbers(tmp_path):
 
     collected = collect(load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",))))
     assert "Paper:" not in markdown(collected)
+
+
+def test_grid_workers_say_which_run_and_epoch_they_are_in(tmp_path):
+    """Off a terminal a grid worker names the run it starts and, every --log_interval steps, the run, its
+    epoch and the rest of a training progress line."""
+    from test_grid import grid_cli, write_tiny_grid
+
+    path = write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=1, epochs=2)
+    result = grid_cli(f"--grid={path}", "--log_interval=1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert "worker 0: starting DIGITS/std/vit/40 run 1" in lines
+    assert f"Run files: {tmp_path / 'models'}/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/ (see the cells' labels)" in lines
+    progress = [line for line in lines if line.startswith("DIGITS/std/vit/40 run 1 [worker 0")]
+    epochs = [re.search(r"\] \| epoch (\d)/2 \| step \d+/\d+ \| loss \d+\.\d{4} \| lr \S+ \| \d+ img/s \| elapsed "
+                        r"\S+ \| left ~\S+$", line) for line in progress]
+    assert progress and all(epochs) and {m.group(1) for m in epochs} == {"1", "2"}, progress
+
+
+def test_the_report_modules_import_one_way():
+    """report.py draws on sweeps.py, curves.py and the journal comparison; none of them imports the report."""
+    import ast
+
+    for module in ("sweeps", "curves", "journal/comparison"):
+        tree_ = ast.parse((REPO / "suite" / f"{module}.py").read_text())
+        imported = {node.module for node in ast.walk(tree_) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {name for name in imported if name.split(".")[-1] == "report"}, (module, imported)

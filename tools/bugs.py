@@ -43,6 +43,9 @@ CF = "tests/test_counterfactual_metrics.py"
 SAMPLING = "tests/test_sampling.py"
 QUALITY = "tests/test_explanation_quality.py"
 MARKS = "tests/test_report_marks.py"
+CONFIG = "tests/test_config.py"
+RESULTS = "tests/test_result_files.py"
+JOURNEY = "tests/test_first_hour.py"
 
 BUGS: list[Bug] = [
     # ---- architectures -------------------------------------------------------------------------
@@ -324,4 +327,78 @@ BUGS: list[Bug] = [
         "LaTeX's in / outside CI decided on 4 decimals while it prints 2", MARKS, GRID),
     bug("M21", "suite/report.py", "_number(d.difference_at(CSV_DIGITS))", "_number(d.difference_at(TABLE_DIGITS))",
         "differences.csv's difference of the 2-decimal means, not of table1.csv's 4-decimal ones", MARKS, GRID),
+    # ---- every documented default (issue 26, class 4) ----------------------------------------------------
+    bug("D1", "suite/config.py", '"momentum": (_number(0.0), 0.9),', '"momentum": (_number(0.0), 0.0),',
+        "a config without optimizer.momentum trains SGD without momentum (the original: 0.9)", CONFIG),
+    bug("D2", "suite/config.py", '"eval_passes": (_int(1), 5),', '"eval_passes": (_int(1), 10),',
+        "a config without eval_passes evaluates 10 passes (the original: 5)", CONFIG),
+    bug("D3", "suite/datasets/digits.py", '"num_epochs": 20, "opt_milestones": [12, 16]',
+        '"num_epochs": 10, "opt_milestones": [12, 16]', "DIGITS's own section trains 10 epochs, not 20", CONFIG),
+    bug("D4", "suite/config.py", "_check_section(dataset_defaults(name) | given, DATASET_SECTION",
+        "_check_section(given or dataset_defaults(name), DATASET_SECTION",
+        "a dataset section given in part loses the dataset's other values (--set DIGITS.num_epochs=1 fails)",
+        CONFIG, JOURNEY),
+    bug("D5", "suite/config.py", "        node[parts[-1]] = previous | value  # a section keeps the keys the override does not give",
+        "        node[parts[-1]] = value",
+        "--set optimizer={learning_rate: 0.05} drops the recipe's momentum, Nesterov and weight decay", CONFIG),
+    bug("D6", "suite/datasets/cinic10.py", '"mem_examples": 100, "lr_schedule": "cosine"',
+        '"mem_examples": 100, "lr_schedule": "multistep"', "CINIC10's own section anneals in steps, not by cosine",
+        CONFIG),
+    # ---- outputs never collide (issue 26, class 5) --------------------------------------------------------
+    bug("W1", "suite/commands.py", '"batch_size_test": results.settings.config["batch_size_test"]}',
+        '"batch_size_test": results.trained["batch_size_test"]}',
+        "eval_dir.py with another test batch overwrites the default eval_dir.json", RESULTS),
+    bug("W2", "suite/commands.py", '{"passes": passes, "batch_size_test": results.settings.config["batch_size_test"]},',
+        '{"batch_size_test": results.settings.config["batch_size_test"]},',
+        "explanation_accuracy.py with other --passes overwrites the default file", RESULTS),
+    bug("W3", "suite/journal/quality_commands.py", 'SEARCH_OPTIONS = ("kappa", "beta", "gamma",',
+        'SEARCH_OPTIONS = ("kappa", "gamma",', "counterfactual_quality.py with another beta overwrites the results",
+        RESULTS),
+    bug("W4", "suite/commands.py", 'applied = {"baseline": baseline} | chosen.options | method_options |',
+        'applied = {"baseline": baseline} | chosen.options |',
+        "heat maps of other method options (n_steps...) drawn into the default method's folder", RESULTS, JOURNEY),
+    bug("W5", "suite/commands.py", "name = result_name(run_name(restored), chosen,", 'name = result_name("figures", chosen,',
+        "memory images of every run of a cell drawn into one folder", RESULTS, JOURNEY),
+    bug("W6", "suite/journal/majority_vote_eval.py", "name = results.name(Path(MAJORITY_VOTE_FILE).stem,",
+        'name = results.name("eval_dir",', "eval_dir.py --majority_vote overwrites eval_dir.json", RESULTS),
+    bug("W7", "suite/journal/quality_commands.py",
+        'name = results.name("example_quality", {"passes": passes, "batch_size_test": payload["batch_size_test"]},',
+        'name = results.name("example_quality", {"batch_size_test": payload["batch_size_test"]},',
+        "explanation_quality.py with other --passes overwrites the default tables", RESULTS),
+    bug("W8", "suite/commands.py", "        if held is not None and held.get(\"identity\") == identity:",
+        "        if held is not None:", "a figure folder of another checkpoint is written into, mixing two runs",
+        JOURNEY),
+    bug("W9", "suite/commands.py", "s.dataset_name, s.modality, s.model, s.train_examples,\n                       s.config[\"cell_tag\"]) / name",
+        "s.dataset_name, s.modality, s.model, 0,\n                       s.config[\"cell_tag\"]) / name",
+        "figures of two training sizes of a model drawn into one folder", JOURNEY),
+    # ---- the first hour (issue 25) ----------------------------------------------------------------------
+    Bug("F1", "suite/training.py", (
+        Replacement("    prepared = preflight(settings, todo[0], device) if todo else None\n", ""),
+        Replacement("    if continue_train:\n        out(\"Restarting training process\\n\")",
+                    "    prepared = preflight(settings, todo[0], device) if todo else None\n"
+                    "    if continue_train:\n        out(\"Restarting training process\\n\")")),
+        "--overwrite deletes the cell before the model and data are checked (a typo loses finished runs)", (JOURNEY,)),
+    bug("F2", "suite/training.py", "    busy = live_locks(folder)\n", "    busy = {}\n",
+        "--overwrite deletes the files of a run another process is training", JOURNEY),
+    bug("F3", "suite/training.py", "    if available >= settings.train_examples:", "    if True:",
+        "a training size above the split is silent", JOURNEY),
+    bug("F4", "suite/training.py", 'f"loss {float(loss_sum) / step:.4f} | lr {lr:.4g} | ', 'f"lr {lr:.4g} | ',
+        "progress lines off a terminal lose the loss", JOURNEY),
+    bug("F5", "suite/config.py", "    return architectures.get_head_class(modality).uses_memory or key.rsplit",
+        "    return True or key.rsplit", "a memory sweep trains Std once per swept value", JOURNEY, GRID),
+    bug("F6", "suite/grid.py", "                if key in trained and trained[key] != task.settings.config[key]:",
+        "                if key in trained and trained[key] != trained[key]:",
+        "finished runs reused under other non-science settings without a word", JOURNEY),
+    Bug("F7", "grid.py", (
+        Replacement("    runner.remove_finished_resume_files(plan)  # garbage, removed once every check has passed\n", ""),
+        Replacement("    runner.prepare_datasets(plan.todo,", "    runner.remove_finished_resume_files(plan)\n"
+                                                              "    runner.prepare_datasets(plan.todo,")),
+        "the grid deletes files before checking its datasets", (JOURNEY,)),
+    bug("F8", "suite/figures.py", "    characters = max(12, int(inches * 72 * 0.9 / (0.65 * fontsize)))",
+        "    characters = max(12, int(inches * 72 * 0.9 / (0.35 * fontsize)))",
+        "titles wrapped too late: they run past their figure's or panel's edges", JOURNEY),
+    bug("F9", "suite/report.py", "    curves, curve_notes = curve_files(collected)\n",
+        "    write_output(out_dir / FILES[\"markdown\"], markdown(collected).encode())\n"
+        "    curves, curve_notes = curve_files(collected)\n",
+        "the report writes its table before drawing its figures: a failure leaves a half-new report", JOURNEY),
 ]
