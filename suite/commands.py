@@ -59,21 +59,23 @@ def check_folder(runs: list[tuple[int, Path]], options: CheckpointOptions,
     same run fail before any work. Returns (the run each file holds, its path), in run order."""
     from .restore import held_run, require_memory_model
 
-    cells, held = {}, {}
+    cells, runs_held = {}, []
     for _, path in runs:
         checkpoint = read_checkpoint(path, options)
         if require_memory:
             require_memory_model(checkpoint, path)
         cells.setdefault(_cell(checkpoint), path)
-        run = held_run(checkpoint, path)
-        if run in held:
-            raise UserError(f"'{held[run]}' and '{path}' hold the same run {run} (copies?); a folder's mean and "
-                            "std count each run once: keep one of them")
-        held[run] = path
+        runs_held.append((held_run(checkpoint, path), path))
     if len(cells) > 1:
         (a, first), (b, second) = list(cells.items())[:2]
         raise UserError(f"the folder mixes runs of different cells ('{first}' is {'/'.join(map(str, a))}, "
                         f"'{second}' is {'/'.join(map(str, b))}); point it at one cell's folder")
+    held: dict[int, Path] = {}
+    for run, path in runs_held:
+        if run in held:
+            raise UserError(f"'{held[run]}' and '{path}' hold the same run {run} (copies?); a folder's mean and "
+                            "std count each run once: keep one of them")
+        held[run] = path
     return sorted(held.items())
 
 
