@@ -55,20 +55,30 @@ def _cell(checkpoint: dict) -> tuple:
     return (checkpoint["dataset_name"], checkpoint["modality"], checkpoint["model_name"], checkpoint["train_examples"])
 
 
-def check_folder(runs: list[tuple[int, Path]], options: CheckpointOptions, require_memory: bool = False) -> None:
-    """Read every run of a folder first: wrong flags, std models or mixed cells fail before any work."""
-    from .restore import require_memory_model
+def check_folder(runs: list[tuple[int, Path]], options: CheckpointOptions,
+                 require_memory: bool = False) -> list[tuple[int, Path]]:
+    """Read every run of a folder first: wrong flags, std models, mixed cells or two files holding the
+    same run fail before any work. Returns (the run each file holds, its path), in run order."""
+    from .restore import held_run, require_memory_model
 
-    cells = {}
+    cells, runs_held = {}, []
     for _, path in runs:
         checkpoint = read_checkpoint(path, options)
         if require_memory:
             require_memory_model(checkpoint, path)
         cells.setdefault(_cell(checkpoint), path)
+        runs_held.append((held_run(checkpoint, path), path))
     if len(cells) > 1:
         (a, first), (b, second) = list(cells.items())[:2]
         raise UserError(f"the folder mixes runs of different cells ('{first}' is {'/'.join(map(str, a))}, "
                         f"'{second}' is {'/'.join(map(str, b))}); point it at one cell's folder")
+    held: dict[int, Path] = {}
+    for run, path in runs_held:
+        if run in held:
+            raise UserError(f"'{held[run]}' and '{path}' hold the same run {run} (copies?); a folder's mean and "
+                            "std count each run once: keep one of them")
+        held[run] = path
+    return sorted(held.items())
 
 
 STD_KIND = "population (ddof=0) over runs"
@@ -105,12 +115,19 @@ def each_run(folder: str | Path, options: CheckpointOptions, measure: Callable[[
              line: Callable[[dict, list[dict]], str | None] = lambda record, records: None, *,
              require_memory: bool = False, require: Callable[[dict, Path], None] | None = None,
              out: Printer = print, note: Printer = stderr) -> FolderResults:
-    """The one loop over the runs of a cell folder, behind every folder command: the `<N>.pt` runs in
-    numeric order, all checked before any work (one cell; memory models if `require_memory`; then
-    `require(checkpoint, path)` on the first), then per run: restore, `measure`, time, and print
-    `line(record, records so far)` (None: nothing)."""
-    runs = folder_runs(folder, note)
-    check_folder(runs, options, require_memory)
+    """The one loop over the runs of a cell folder, behind every folder command: the `<N>.pt` files, all
+    checked before any work (one cell, each run once; memory models if `require_memory`; then
+    `require(checkpoint, path)` on the first), then in the order of the runs they hold: restore,
+    `measure`, time, and print `line(record, records so far)` (None: nothing).
+
+    A run is numbered by its checkpoint (train.py records it with the seed), not by its file name, so
+    a renamed or moved copy gives the same records; a name that disagrees gets a note."""
+    files = folder_runs(folder, note)
+    named = {path: number for number, path in files}
+    runs = check_folder(files, options, require_memory)
+    for run, path in runs:
+        if named[path] != run:
+            note(f"note: '{path}' holds run {run}, not run {named[path]}: it is counted as run {run}")
     if require is not None:
         require(read_checkpoint(runs[0][1], options), runs[0][1])
     out(f"Device:{options.torch_device}")
@@ -118,7 +135,7 @@ def each_run(folder: str | Path, options: CheckpointOptions, measure: Callable[[
     for run, path in runs:
         started = time.perf_counter()
         restored = restore_run(path, options, require_memory=require_memory)
-        record = {"run": run, "checkpoint": str(path), "seed": restored.seed} | measure(restored)
+        record = {"run": restored.run, "checkpoint": str(path), "seed": restored.seed} | measure(restored)
         record["minutes"] = (time.perf_counter() - started) / 60
         records.append(record)
         text = line(record, records)

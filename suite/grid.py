@@ -24,7 +24,7 @@ import traceback
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection, Mapping
 
@@ -153,11 +153,27 @@ def plan_runs(grid: Grid, settings: Mapping[Cell, TrainSettings], records: Mappi
     return Plan(grid, todo, done, resumable)
 
 
+PATH_KEYS = ("models_dir", "dataset_dir")  # the config's paths, pinned by the plan
+
+
+def with_absolute_paths(settings: TrainSettings) -> TrainSettings:
+    """The settings with their paths (PATH_KEYS) made absolute, from the current directory as the grid
+    command found it. Not part of the comparable settings, so records and resume files still match."""
+    config = dict(settings.config)
+    for key in PATH_KEYS:
+        config[key] = str(Path(config[key]).resolve())
+    return TrainSettings(config, settings.modality)
+
+
 def make_plan(grid: Grid) -> Plan:
     """Every run of the grid, split into finished and to-train from the cell folders' records and
-    resume files; refuses results of other settings."""
+    resume files; refuses results of other settings.
+
+    The plan pins every path once, here: a local worker, a Slurm task that starts in another
+    directory and a requeued task all get the same absolute models_dir and dataset_dir (relative
+    ones, and a relative base_config, being taken from the directory the grid was planned in)."""
     names = check_names(grid)
-    settings = {cell: grid.cell_settings(cell, names) for cell in grid.cells()}
+    settings = {cell: with_absolute_paths(grid.cell_settings(cell, names)) for cell in grid.cells()}
     for cell_settings in settings.values():
         require_tensorboard(cell_settings.config)
     records = {cell: finished_runs(s.cell_folder) for cell, s in settings.items()}
@@ -511,14 +527,6 @@ class SubmititRun(Checkpointable):
         return outcomes
 
 
-def _absolute_paths(task: RunTask) -> RunTask:
-    """Jobs may start in another directory: pin models_dir and dataset_dir (not part of the settings)."""
-    config = dict(task.settings.config)
-    for key in ("models_dir", "dataset_dir"):
-        config[key] = str(Path(config[key]).resolve())
-    return replace(task, settings=TrainSettings(config, task.settings.modality))
-
-
 def submitit_parameters(*, timeout_min: int, gpus_per_node: int, cpus_per_task: int, mem_gb: float | None,
                         partition: str | None, array_parallelism: int, setup: list[str],
                         slurm_options: list[str], name: str) -> dict:
@@ -603,7 +611,7 @@ def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_
         executor.update_parameters(**parameters)
     except (ValueError, RuntimeError, TypeError) as error:
         raise UserError(f"submitit: {error}") from None
-    tasks = [_absolute_paths(task) for task in plan.todo]
+    tasks = list(plan.todo)  # their paths pinned by the plan: a task may start in another directory
     chunks = [tasks[i:i + runs_per_task] for i in range(0, len(tasks), runs_per_task)]
     local = cluster != "slurm"
     group = max(1, parameters.get("slurm_array_parallelism", 64)) if local else max_array_size

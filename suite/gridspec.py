@@ -16,7 +16,9 @@ A grid file is YAML:
       memory_sampling: [uniform, class_balanced]
 
 Relative paths (base_config, and the config's models_dir / dataset_dir) are taken from the current
-directory, as train.py takes them. This module does not import torch, so the report stays fast.
+directory, as train.py takes them; the grid's plan (suite.grid.make_plan) pins them there, so every
+executor's workers and tasks use the same places wherever they start. This module does not import
+torch, so the report stays fast.
 """
 from __future__ import annotations
 

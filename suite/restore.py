@@ -3,8 +3,9 @@
 Every evaluation and explanation script goes through `restore_run`, so they all agree on where a
 run's numbers come from:
 
-- Checkpoints written by train.py carry the full training config and the run's seed (its 0-based
-  index). The data are rebuilt from that config, so the memory pool is the run's own training subset.
+- Checkpoints written by train.py carry the full training config, the run's number and its seed (its
+  0-based index). The data are rebuilt from that config, so the memory pool is the run's own training
+  subset. Such a checkpoint describes itself: renamed, copied or moved, it gives the same numbers.
 - Checkpoints of the original suite hold only the seven original keys. The config is then the
   original recipe (`ORIGINAL_CONFIG`, the values of the original config/train.yaml) with the
   checkpoint's model, dataset, size, classes and memory size filled in. The seed comes from the file
@@ -89,6 +90,15 @@ def seed_from_name(path: Path) -> int:
     return ORIGINAL_SPLIT_SEED
 
 
+def held_run(checkpoint: dict, path: Path) -> int | None:
+    """The 1-based run a checkpoint holds: the one it records (train.py's), whatever the file is called;
+    for checkpoints of the original suite, `<k>.pt` -> run k (None for other names)."""
+    if isinstance(checkpoint.get("run"), int):
+        return checkpoint["run"]
+    match = RUN_FILE.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def _original_config(checkpoint: dict) -> dict:
     """The original recipe completed with what the checkpoint says."""
     name = checkpoint["dataset_name"]
@@ -163,9 +173,7 @@ def restore_run(path: str | Path, options: CheckpointOptions = CheckpointOptions
     if settings.num_classes != checkpoint["num_classes"] or settings.mem_examples != checkpoint["mem_examples"]:
         raise CheckpointError(f"checkpoint '{path}' is inconsistent: num_classes / mem_examples differ from its config")
     seed = checkpoint["seed"] if isinstance(checkpoint.get("seed"), int) else seed_from_name(path)
-    run = checkpoint["run"] if isinstance(checkpoint.get("run"), int) else None
-    if run is None and RUN_FILE.match(path.name):
-        run = int(RUN_FILE.match(path.name).group(1))
+    run = held_run(checkpoint, path)
     try:
         model = build_model(settings)
     except ConfigError as error:
@@ -181,7 +189,9 @@ def restore_run(path: str | Path, options: CheckpointOptions = CheckpointOptions
 
 
 def folder_runs(folder: str | Path, note=print) -> list[tuple[int, Path]]:
-    """The `<N>.pt` run files of a folder in numeric order; other `.pt` files are skipped with a note."""
+    """The `<N>.pt` run files of a folder in numeric order of their names; other `.pt` files are skipped
+    with a note. (The run a file holds is its checkpoint's own: `held_run`; folder commands number and
+    order runs by it.)"""
     runs, others = run_checkpoints(Path(folder))
     for other in others:
         note(f"note: skipping '{other}': not a run checkpoint (<N>.pt)")

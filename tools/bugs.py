@@ -46,6 +46,8 @@ MARKS = "tests/test_report_marks.py"
 CONFIG = "tests/test_config.py"
 RESULTS = "tests/test_result_files.py"
 JOURNEY = "tests/test_first_hour.py"
+IDENTITY = "tests/test_checkpoint_identity.py"
+PATHS = "tests/test_grid_paths.py"
 
 BUGS: list[Bug] = [
     # ---- architectures -------------------------------------------------------------------------
@@ -208,6 +210,47 @@ BUGS: list[Bug] = [
         "CINIC10 images decoded again at every gather", "tests/test_datasets.py"),
     bug("C1", "suite/recipe.py", "device.index >= torch.cuda.device_count()", "device.index > torch.cuda.device_count()",
         "cuda:N one past the last GPU accepted", "tests/test_config.py"),
+    # ---- issue 26: a checkpoint is self-describing; a path means the same place on every executor --
+    bug("C2", "suite/restore.py",
+        'seed = checkpoint["seed"] if isinstance(checkpoint.get("seed"), int) else seed_from_name(path)',
+        "seed = seed_from_name(path)",
+        "a checkpoint's seed comes from its file name even when it records one (renamed copies evaluate otherwise)",
+        f"{IDENTITY}::test_a_renamed_copied_or_moved_checkpoint_gives_the_original_numbers_and_figures"),
+    bug("C3", "suite/restore.py", 'if isinstance(checkpoint.get("run"), int):',
+        'if isinstance(checkpoint.get("run"), int) and not RUN_FILE.match(Path(path).name):',
+        "a run file's name overrides the run its checkpoint records (eval.py on a copy 7.pt says run 7)",
+        f"{IDENTITY}::test_a_renamed_copied_or_moved_checkpoint_gives_the_original_numbers_and_figures"),
+    bug("C4", "suite/commands.py", 'record = {"run": restored.run,', 'record = {"run": named[path],',
+        "folder commands number runs by their file names, not by the runs the checkpoints hold",
+        f"{IDENTITY}::test_a_moved_and_renumbered_folder_gives_the_original_numbers_in_every_folder_command"),
+    bug("C5", "suite/commands.py", "    return sorted(held.items())", "    return list(held.items())",
+        "folder commands take runs in the order of their file names, not of the runs they hold",
+        f"{IDENTITY}::test_a_moved_and_renumbered_folder_gives_the_original_numbers_in_every_folder_command"),
+    bug("C6", "suite/commands.py", "        if run in held:", "        if path in held:",
+        "two files holding the same run are both counted in a folder's mean and std",
+        f"{IDENTITY}::test_two_files_holding_one_run_are_refused_by_every_folder_command_before_any_work"),
+    bug("C7", "suite/journal/quality_commands.py", 'f"counterfactuals_run{restored.run}{suffix}.png"',
+        'f"counterfactuals_run{restored.path.stem}{suffix}.png"',
+        "counterfactual figures named after the checkpoint's file, not the run it holds",
+        f"{IDENTITY}::test_a_moved_and_renumbered_folder_gives_the_original_numbers_in_every_folder_command"),
+    bug("C8", "suite/grid.py",
+        "settings = {cell: with_absolute_paths(grid.cell_settings(cell, names)) for cell in grid.cells()}",
+        "settings = {cell: grid.cell_settings(cell, names) for cell in grid.cells()}",
+        "the grid's plan leaves relative models_dir / dataset_dir relative (each executor's cwd decides)",
+        f"{PATHS}::test_the_plan_pins_every_path_to_the_folder_it_was_made_in"),
+    Bug("C9", "suite/grid.py", (
+        Replacement("settings = {cell: with_absolute_paths(grid.cell_settings(cell, names)) for cell in grid.cells()}",
+                    "settings = {cell: grid.cell_settings(cell, names) for cell in grid.cells()}"),
+        Replacement("tasks = list(plan.todo)",
+                    "tasks = [RunTask(t.cell, with_absolute_paths(t.settings), t.run) for t in plan.todo]")),
+        "paths pinned on the submitit path only, as before issue 26: local workers get the relative ones",
+        (f"{PATHS}::test_a_local_worker_started_in_another_folder_writes_where_the_grid_was_planned",)),
+    bug("C10", "suite/grid.py", 'PATH_KEYS = ("models_dir", "dataset_dir")', 'PATH_KEYS = ("dataset_dir",)',
+        "tasks get the unresolved models_dir (a Slurm task writes its run under its own working directory)",
+        f"{PATHS}::test_a_slurm_task_started_in_another_folder_writes_where_the_grid_was_planned"),
+    bug("C11", "suite/grid.py", 'PATH_KEYS = ("models_dir", "dataset_dir")', 'PATH_KEYS = ("models_dir",)',
+        "tasks get the unresolved dataset_dir (a requeued task looks for the data in its own directory)",
+        f"{PATHS}::test_a_requeued_slurm_task_started_in_another_folder_writes_where_the_grid_was_planned"),
     # ---- grid and statistics --------------------------------------------------------------------
     bug("G5", "suite/grid.py", "f\"worker {index}: pid {os.getpid()}", "f\"worker {index}: pid {os.getppid()}",
         "a grid worker announces the grid's pid as its own", GRID),
