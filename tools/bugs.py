@@ -42,6 +42,7 @@ BASELINES = "tests/test_journal_baselines.py"
 CF = "tests/test_counterfactual_metrics.py"
 SAMPLING = "tests/test_sampling.py"
 QUALITY = "tests/test_explanation_quality.py"
+STREAMS = "tests/test_streams.py"
 
 BUGS: list[Bug] = [
     # ---- architectures -------------------------------------------------------------------------
@@ -265,4 +266,39 @@ BUGS: list[Bug] = [
     bug("O8", "suite/data.py", 'digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()',
         'digest = hashlib.sha256(f"{seed}/{stream}".encode()).digest()',
         "every random stream's seed derived otherwise (checkpoints get other evaluation draws)", TRAIN, EXPL),
+    # ---- issue 26, class 2: every random stream of a run is independent ------------------------
+    bug("S1", "suite/data.py",
+        'yield (self.train_transform(self.train.images[chosen], self.generators["train_flips"]),',
+        'yield (self.train_transform(self.train.images[chosen], self.generators["train_order"]),',
+        "training flips drawn from the batch-order generator (the flip stream unused)", STREAMS),
+    bug("S2", "suite/journal/counterfactual_quality.py", "data.memory_sampler(PROTOTYPE_STREAM).draw())",
+        "data.memory_sampler(MEMORY_STREAM).draw())",
+        "the prototypes' memory seeded with the counterfactual memory's stream name (the first M drawn twice)",
+        STREAMS, QUALITY),
+    bug("S3", "suite/explain.py",
+        'order = generator(restored.seed, "heatmaps_order", data.device) if data.spec.shuffle_test else None',
+        "order = sampler.generator if data.spec.shuffle_test else None",
+        "heat maps' test order drawn from the heat maps' memory generator", STREAMS, EXPL),
+    bug("S4", "suite/journal/autoencoders.py", 'generator(seed, f"autoencoder_order_{name}", device)',
+        'generator(seed, "autoencoder_order_full", device)',
+        "every autoencoder's batch order from one stream (the full autoencoder's)", STREAMS, QUALITY),
+    bug("S5", "suite/commands.py", "            memory, memory_labels = sampler.draw()\n",
+        '            memory, memory_labels = data.memory_sampler("memory_images").draw()\n',
+        "memory-image figures make their sampler again per figure (every figure gets the same memory)",
+        STREAMS, EXPL),
+    bug("S6", "suite/data.py",
+        "return self.transform(self.pool.images[chosen], self.generator), self.pool.labels[chosen]",
+        "return self.transform(self.pool.images[chosen]), self.pool.labels[chosen]",
+        "memories flipped (and AutoAugmented) from the global RNG, not from their stream", STREAMS, SCIENCE),
+    bug("S7", "suite/journal/example_quality.py", "random = generator(restored.seed, RANDOM_STREAM, data.device)",
+        "random = sampler.generator", "the Random ranker draws from the example memory's generator",
+        STREAMS, QUALITY),
+    bug("S8", "suite/explain.py", 'torch.manual_seed(derive_seed(restored.seed, "heatmaps_attribution"))',
+        'torch.manual_seed(derive_seed(restored.seed, "heatmaps"))',
+        "heat maps' attribution noise seeded with the heat maps' memory stream name (one sequence for both)",
+        STREAMS, EXPL),
+    bug("S9", "suite/sampling/class_balanced.py",
+        "keys = torch.rand(len(self.labels), generator=generator, device=self.device)",
+        "keys = torch.rand(len(self.labels), device=self.device)",
+        "class_balanced picks the images of a class with the global RNG, not the memory's stream", STREAMS, SAMPLING),
 ]
