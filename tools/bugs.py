@@ -43,6 +43,7 @@ CF = "tests/test_counterfactual_metrics.py"
 SAMPLING = "tests/test_sampling.py"
 QUALITY = "tests/test_explanation_quality.py"
 STREAMS = "tests/test_streams.py"
+OPTIONS = "tests/test_options.py"
 
 BUGS: list[Bug] = [
     # ---- architectures -------------------------------------------------------------------------
@@ -301,4 +302,59 @@ BUGS: list[Bug] = [
         "keys = torch.rand(len(self.labels), generator=generator, device=self.device)",
         "keys = torch.rand(len(self.labels), device=self.device)",
         "class_balanced picks the images of a class with the global RNG, not the memory's stream", STREAMS, SAMPLING),
+    # ---- issue 26, class 7: every option reaches every step that uses it -----------------------
+    bug("S10", "suite/recipe.py", 'MultiStepLR(optimizer, milestones=settings.section["opt_milestones"])',
+        'MultiStepLR(optimizer, milestones=settings.section["opt_milestones"], gamma=0.2)',
+        "multistep schedule divides the lr by 5 at each milestone, not by 10", OPTIONS, TRAIN),
+    bug("S11", "suite/recipe.py", 'eta_min=options["min_lr"])', "eta_min=0.0)",
+        "cosine schedule (CINIC10) anneals to 0 whatever min_lr says", OPTIONS, TRAIN),
+    bug("S12", "suite/recipe.py", 'base_lr = options["learning_rate"]', "base_lr = 1e-3",
+        "warmup_cosine anneals from the ViT recipe's 1e-3 whatever learning_rate says", OPTIONS, TRAIN),
+    bug("S13", "suite/recipe.py", 'epoch, options["warmup_epochs"], settings.num_epochs,',
+        'epoch, settings.section.get("warmup_epochs", 5), settings.num_epochs,',
+        "warmup_cosine reads the warm-up from the dataset section (5 epochs whatever optimizer.warmup_epochs says)",
+        OPTIONS, TRAIN),
+    bug("S14", "suite/journal/cfproto.py", "distance = _squared_l2(adv - x0) + options.beta * _l1(adv - x0)",
+        "distance = _squared_l2(adv - x0)",
+        "prototype search keeps the valid candidate of least L2 alone (beta ignored in the choice)", OPTIONS, CF),
+    bug("S15", "suite/journal/cfproto.py", "x0, options.beta, low, high)", "x0, 0.1, low, high)",
+        "prototype search shrinks by the default beta 0.1 whatever beta says", OPTIONS, CF),
+    bug("S16", "suite/journal/cfproto.py", "valid = is_counterfactual(probs, orig_class, options.kappa)",
+        "valid = is_counterfactual(probs, orig_class, 0.0)",
+        "prototype search accepts candidates without the kappa margin", OPTIONS, CF),
+    bug("S17", "suite/journal/cfproto.py", "loss = loss + options.gamma * _squared_l2(y - autoencoder(y))",
+        "loss = loss + _squared_l2(y - autoencoder(y))",
+        "the autoencoder term of the search weighs 1 whatever gamma says", OPTIONS, CF),
+    bug("S18", "suite/journal/cfproto.py", "allowed, options.k)", "allowed, None)",
+        "the search's prototypes average the whole class whatever k says", OPTIONS, CF),
+    bug("S19", "suite/journal/cfproto.py", "polynomial_decay(options.learning_rate, step, options.max_iterations)",
+        "polynomial_decay(options.learning_rate, step, 1000)",
+        "the search's learning rate decays over the default 1000 iterations whatever max_iterations says",
+        OPTIONS, CF),
+    bug("S20", "suite/journal/counterfactual_quality.py",
+        "autoencoder=autoencoders.full if options.gamma > 0 else None, options=options)",
+        "autoencoder=autoencoders.full if options.gamma > 0 else None, options=settings.search)",
+        "counterfactual_quality searches without the training data's feature range (data_feature_range ignored)",
+        OPTIONS, QUALITY),
+    bug("S21", "suite/attribution/captum_methods.py", "internal_batch_size=internal_batch_size)",
+        "internal_batch_size=2)", "Integrated Gradients always 2 steps per forward (--internal_batch_size ignored)",
+        OPTIONS, EXPL),
+    bug("S22", "suite/attribution/captum_methods.py", "n_samples=n_samples, stdevs=stdevs)",
+        "n_samples=n_samples, stdevs=0.0)", "GradientSHAP without noise whatever stdevs says", OPTIONS, EXPL),
+    bug("S23", "suite/explain.py", "baseline_like(reduced, baseline, spec, normalization))",
+        'baseline_like(reduced, "ones", spec, normalization))',
+        "heat maps attribute the memory against the ones baseline whatever --baseline says", OPTIONS, EXPL),
+    bug("S24", "generate_heatmaps.py", "options = {name: FLAGS[name].value for name in accepted if name in FLAGS}",
+        "options = {name: FLAGS[name].default for name in accepted if name in FLAGS}",
+        "generate_heatmaps.py passes the methods' default options, not the flags given", OPTIONS, EXPL),
+    bug("S25", "suite/journal/autoencoders.py",
+        'train_autoencoder(data, train_images, training, restored.seed, name, f"autoencoder {name}")',
+        'train_autoencoder(data, train_images, AutoencoderTraining(epochs=training.epochs), restored.seed, name, '
+        'f"autoencoder {name}")',
+        "autoencoders trained with the default batch size and learning rate (only --epochs reaches them)",
+        OPTIONS, QUALITY),
+    bug("S26", "suite/explain.py", 'sampler = data.memory_sampler(f"explanation_memory_{pool}", pool=images, size=size)',
+        'sampler = MemorySampler(images, size, generator(restored.seed, f"explanation_memory_{pool}", data.device), '
+        "data.train_transform)",
+        "explanation accuracy draws uniform memories whatever the run's memory_sampling", STREAMS, EXPL),
 ]
