@@ -34,6 +34,16 @@ from test_streams import quiet_figures
 from trained_runs import vit_config
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models and batches: one CPU thread runs them as fast as several, and much faster on a
+    machine whose cores are busy with other work (the thread count is put back after the module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ---- learning-rate schedules ----------------------------------------------------------------------------
 EPOCHS = 5
 

@@ -9,10 +9,11 @@ every random draw torch makes by the stream it came from: a draw with a generato
 stream whose derived seed the generator holds; a draw from the global RNG to the stream that last
 seeded it (inside its `fork_rng`; AutoAugment's per-batch seed is drawn from a stream), else to the
 global RNG's unseeded draws. It also logs every memory a sampler draws (images and labels), by the
-sampler's stream. Then, for each stream of each command in turn (the unseeded global draws too), one
-extra number is drawn from that stream, before its first draw, and the command runs again: that
-stream's draws must change and nothing else the command draws may: another stream's draws, the
-memories of another stream, the split. The baseline call also shows a command that does not draw
+sampler's stream. Then, for each stream of each command in turn (the unseeded global draws too; the
+autoencoders' 22 streams in groups, see `perturbation_groups`), one extra number is drawn from that
+stream, before its first draw, and the command runs again: that stream's draws must change and
+nothing else the command draws may: another stream's draws, the memories of another stream, the
+split. The baseline call also shows a command that does not draw
 from the streams it should, a stream made twice, and two streams with one seed (one sequence).
 """
 from __future__ import annotations
@@ -53,6 +54,16 @@ EXPECTED = {
 FUNCTIONS = ("rand", "randn", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson")
 METHODS = ("uniform_", "normal_", "random_", "bernoulli_", "exponential_", "geometric_", "cauchy_", "log_normal_")
 SPLIT_SEEDS = {0, ORIGINAL_SPLIT_SEED}  # the original's split: generators seeded by the run's / the split seed
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models and batches: one CPU thread runs them as fast as several, and much faster on a
+    machine whose cores are busy with other work (the thread count is put back after the module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def digest(tensor: torch.Tensor) -> str:
@@ -127,7 +138,10 @@ class DrawLog:
         """The stream of a draw about to be made; a perturbed stream first draws one number more."""
         key = self.stream_of(generator)
         if key in self.perturb and key not in self.injected:
-            rand(1) if generator is None else rand(1, generator=generator, device=generator.device)
+            if generator is None:
+                rand(1)
+            else:
+                rand(1, generator=generator, device=generator.device)
             self.injected.append(key)
         return key
 
