@@ -302,6 +302,11 @@ BUGS: list[Bug] = [
         "keys = torch.rand(len(self.labels), generator=generator, device=self.device)",
         "keys = torch.rand(len(self.labels), device=self.device)",
         "class_balanced picks the images of a class with the global RNG, not the memory's stream", STREAMS, SAMPLING),
+    bug("S27", "suite/data.py",
+        'order = torch.randperm(len(self.train), generator=self.generators["train_order"], device=self.device)',
+        'order = torch.randperm(len(self.train), generator=self.generators["train_order"].manual_seed(int(torch.randint('
+        '2**62, (), generator=self.generators["train_memory"]))), device=self.device)',
+        "each epoch's batch order reseeded from a draw of the training-memory stream (two streams coupled)", STREAMS),
     # ---- issue 26, class 7: every option reaches every step that uses it -----------------------
     bug("S10", "suite/recipe.py", 'MultiStepLR(optimizer, milestones=settings.section["opt_milestones"])',
         'MultiStepLR(optimizer, milestones=settings.section["opt_milestones"], gamma=0.2)',
