@@ -7,7 +7,8 @@
   and `counterfactual_quality`'s settings reach the search as given;
 - the attribution methods: every option of every method, and the baseline, reach captum as given,
   from the function the script calls and from the script's own flags;
-- the autoencoders' training options reach the training of every autoencoder of a run.
+- the autoencoders' training options reach the training of every autoencoder of a run;
+- --passes of every evaluation and explanation command makes that many passes.
 (`memory_sampling` reaching every sampler of a run is in tests/test_streams.py.)
 """
 from __future__ import annotations
@@ -241,7 +242,7 @@ def run(tmp_path_factory, tiny_dataset_dir) -> Path:
     """A tiny ViT encoder_memory run on the tiny CIFAR10 (10 epochs: it predicts several classes, so
     that Memory Wrap has counterfactuals and the search prototypes): its checkpoint."""
     root = tmp_path_factory.mktemp("options")
-    raw = vit_config(root, tiny_dataset_dir, "encoder_memory", runs=1, eval_passes=1)
+    raw = vit_config(root, tiny_dataset_dir, "encoder_memory", runs=1, eval_passes=2)
     settings = TrainSettings(validate(raw, datasets.list_datasets()), "encoder_memory")
     train_run(settings, 1)
     return settings.cell_folder / "1.pt"
@@ -296,6 +297,25 @@ def test_counterfactual_settings_reach_the_search_as_given(run, monkeypatch):
     assert calls and all(call["options"] == free and call["autoencoder"] is None and call["target"] is None
                          for call in calls)
     assert len(result.records) == 8 and result.figure == []
+
+
+def test_the_passes_of_every_evaluation_and_explanation_command_reach_it(run):
+    """--passes of eval_dir.py, explanation_accuracy.py, eval_dir.py --majority_vote and
+    explanation_quality.py: that many passes over the 50 test images (eval_dir's and the majority
+    vote's default: the run's eval_passes, 2)."""
+    from suite import commands
+    from suite.journal import quality_commands
+    from suite.journal.majority_vote_eval import majority_vote_folder
+
+    folder, quiet = str(run.parent), {"out": lambda _: None, "note": lambda _: None}
+    for passes, expected in ((3, 3), (None, 2)):
+        record = commands.evaluate_folder(folder, CPU, passes=passes, json_path="", **quiet)["runs"][0]
+        assert record["passes"] == expected and len(record["pass_accuracies"]) == expected
+        record = majority_vote_folder(folder, CPU, passes=passes, json_path="", **quiet)["runs"][0]
+        assert [p["total"] for p in record["pass_counts"]] == [50] * expected
+    record = commands.explanation_accuracy(folder, CPU, passes=3, json_path="", **quiet)["runs"][0]
+    assert [p["total"] for p in record["passes"]] == [50] * 3
+    assert quality_commands.explanation_quality(folder, CPU, passes=3, **quiet)["runs"][0]["inputs"] == 150
 
 
 # ---- attribution methods --------------------------------------------------------------------------------

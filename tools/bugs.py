@@ -362,4 +362,7 @@ BUGS: list[Bug] = [
         'sampler = MemorySampler(images, size, generator(restored.seed, f"explanation_memory_{pool}", data.device), '
         "data.train_transform)",
         "explanation accuracy draws uniform memories whatever the run's memory_sampling", STREAMS, EXPL),
+    bug("S28", "suite/journal/example_quality.py", "    for index in range(passes):\n",
+        "    for index in range(min(passes, 1)):\n",
+        "explanation_quality.py makes one pass whatever --passes says", OPTIONS, QUALITY),
 ]
