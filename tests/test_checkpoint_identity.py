@@ -110,7 +110,7 @@ def _folder_outputs(folder: Path) -> tuple[dict, list[str]]:
             CF_SETTINGS, **quiet),
     }
     written = {path.name: path.read_bytes() for pattern in ("example_quality.md", "example_quality.csv",
-                                                            "counterfactual_quality*.csv", "counterfactual_quality.md",
+                                                            "counterfactual_quality*.csv", "counterfactual_quality*.md",
                                                             "counterfactuals_run*.png")
                for path in sorted(folder.glob(pattern))}  # the .json files hold paths: their payloads are compared
     return {"payloads": portable(payloads), "written": written}, notes
@@ -138,8 +138,8 @@ def test_a_moved_and_renumbered_folder_gives_the_original_numbers_in_every_folde
     assert [r["seed"] for r in evaluated] == [0, 1]
     for command, payload in expected["payloads"].items():
         assert [r["run"] for r in payload["runs"]] == [1, 2], command
-    assert sorted(n for n in expected["written"] if n.endswith(".png")) == ["counterfactuals_run1.png",
-                                                                           "counterfactuals_run2.png"]
+    figures = sorted(n for n in expected["written"] if n.endswith(".png"))  # named by run, then the options
+    assert [re.fullmatch(r"counterfactuals_run(\d)(_.+)?\.png", n).group(1) for n in figures] == ["1", "2"]
 
     found, notes = _folder_outputs(renumbered)
     for command in expected["payloads"]:

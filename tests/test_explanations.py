@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,9 +185,9 @@ def test_explanation_accuracy_script(runs, tmp_path, modality):
                         "--dataset=CIFAR10", f"--json={out}", "--device=cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Device:cpu" and lines[-2] == ""
-    match = FINAL.match(lines[-1])
-    assert match, lines[-1]
+    assert lines[0] == "Device:cpu" and lines[-3] == "" and lines[-1] == f"Saved {out}"
+    match = FINAL.match(lines[-2])
+    assert match, lines[-2]
     payload = json.loads(out.read_text())
     assert payload["memory_pool"] == "subset" and [r["run"] for r in payload["runs"]] == sorted(
         int(p.stem) for p in folder.glob("*.pt"))
@@ -358,31 +359,33 @@ def test_internal_batch_size_mixes_interpolation_steps_in_one_memory():
 
 # ---- figures ------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("modality, args, names, size", [
-    ("encoder_memory", ["--max_images=3"], ["2.png"], (1800, 1200)),
-    ("memory", ["--max_images=2", "--batch_size_test=2"], ["1.png"], (1200, 1200)),
+@pytest.mark.parametrize("modality, args, names, size, run_folder", [
+    ("encoder_memory", ["--max_images=3"], ["2.png"], (1800, 1200), "run1"),
+    ("memory", ["--max_images=2", "--batch_size_test=2"], ["1.png"], (1200, 1200), "run1_batch_size_test=2"),
 ])
-def test_memory_images_script(runs, tmp_path, modality, args, names, size):
+def test_memory_images_script(runs, tmp_path, modality, args, names, size, run_folder):
     result = run_script("generate_memory_images.py", f"--path_model={runs.checkpoint(modality)}", "--dataset=CIFAR10",
                         f"--modality={modality}", "--device=cpu", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    folder = tmp_path / "images" / "mem_images" / "CIFAR10" / modality / "vit"
-    assert sorted(p.name for p in folder.iterdir()) == names
+    folder = tmp_path / "images" / "mem_images" / "CIFAR10" / modality / "vit" / "100" / run_folder
+    assert f"Writing figures to {Path('images/mem_images/CIFAR10') / modality / 'vit/100' / run_folder}" in result.stdout
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + ["figures.json"])
     for name in names:
         _assert_picture(folder / name, size)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("modality, args, names", [
-    ("encoder_memory", ["--max_images=1"], ["0.png"]),
-    ("memory", ["--max_images=1", "--baseline=white", "--internal_batch_size=1"], ["0.png"]),
+@pytest.mark.parametrize("modality, args, names, method_folder", [
+    ("encoder_memory", ["--max_images=1"], ["0.png"], "integrated_gradients"),
+    ("memory", ["--max_images=1", "--baseline=white", "--internal_batch_size=1"], ["0.png"],
+     "integrated_gradients_baseline=white,internal_batch_size=1"),
 ])
-def test_heatmaps_script(runs, tmp_path, modality, args, names):
+def test_heatmaps_script(runs, tmp_path, modality, args, names, method_folder):
     result = run_script("generate_heatmaps.py", f"--path_model={runs.checkpoint(modality)}", "--dataset=CIFAR10",
                         f"--modality={modality}", "--device=cpu", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    folder = tmp_path / "images" / "saliency" / "CIFAR10" / modality / "vit"
-    assert sorted(p.name for p in folder.iterdir()) == names
+    folder = tmp_path / "images" / "saliency" / "CIFAR10" / modality / "vit" / "100" / "run1" / method_folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + ["figures.json"])
     for name in names:
         _assert_picture(folder / name, (400, 600))
 
@@ -568,7 +571,7 @@ def test_saliency_layouts_and_an_attribution_without_positive_values(tmp_path):
             figures.SaliencyRow(image.flip(1), torch.zeros(3, 32, 32), "Counterfactual\nw:0.20")]
     for count in (2, 3):
         path = tmp_path / f"{count}.png"
-        path.write_bytes(figures.figure_png(figures.saliency_figure([rows[:count]])))
+        path.write_bytes(figures.figure_png(figures.saliency_figure([rows[:count]], "Integrated Gradients")))
         _assert_picture(path, (400, 600))
 
 

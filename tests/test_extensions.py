@@ -98,7 +98,8 @@ def test_a_new_encoder_dataset_and_attribution_go_through_the_whole_pipeline(ext
                                 max_images=1, method="gradient_x_input", method_options={"scale": 2.0},
                                 images_dir=tmp_path / "images", out=lambda _: None)
     assert [p.name for p in figures] == ["0.png"]
-    assert figures[0].parent == tmp_path / "images" / "saliency" / "STRIPES" / "encoder_memory" / "tiny_conv"
+    assert figures[0].parent == (tmp_path / "images" / "saliency" / "STRIPES" / "encoder_memory" / "tiny_conv" / "80"
+                                 / "run1" / "gradient_x_input_scale=2.0")  # the new method's own options name it
     with pytest.raises(Exception, match="--n_steps does not apply to --method=gradient_x_input"):
         commands.heatmaps(str(settings.cell_folder / "1.pt"), CheckpointOptions(device="cpu"),
                           method="gradient_x_input", method_options={"n_steps": 3}, images_dir=tmp_path)
@@ -151,4 +152,5 @@ def test_each_extension_is_one_new_file(tmp_path):
     checkpoint = tmp_path / "models" / "STRIPES" / "encoder_memory" / "tiny_conv" / "80" / "1.pt"
     script("generate_heatmaps.py", f"--path_model={checkpoint}", "--method=gradient_x_input", "--max_images=1",
            "--device=cpu")
-    assert (tmp_path / "images" / "saliency" / "STRIPES" / "encoder_memory" / "tiny_conv" / "0.png").stat().st_size
+    assert (tmp_path / "images" / "saliency" / "STRIPES" / "encoder_memory" / "tiny_conv" / "80" / "run1"
+            / "gradient_x_input" / "0.png").stat().st_size

@@ -181,7 +181,7 @@ def test_plan_splits_runs_by_their_records_and_resume_files(tmp_path):
     other = {"settings": dict(settings[b].comparable_json(), eval_passes=9)}
     for run in (1, 3):  # the first and the last run of the grid alike
         with pytest.raises(UserError, match=rf"'{settings[b].cell_folder}' holds run {run} trained with other "
-                                            r"settings \(differs in: eval_passes\)"):
+                                            r"settings \(differs in: eval_passes: 9 recorded, 1 now\)"):
             plan_runs(grid, settings, {b: {run: other}}, set())
     # make_plan reads the same from disk; a damaged record stops it with one line naming the file.
     settings[a].cell_folder.mkdir(parents=True)
@@ -251,8 +251,10 @@ def test_local_executor_trains_every_run_once(local_grid):
     assert again.returncode == 0 and "worker" not in again.stdout and not run_lines(again.stdout)
     assert "0 trained, 24 already done (skipped)" in again.stdout
     assert read_results(folder / "models") == records
-    dry = "\n".join(dry_run_lines(make_plan(load_grid(path))))
+    dry = "\n".join(dry_run_lines(make_plan(load_grid(path)), list_runs=True))
     assert "24 finished, 0 to train" in dry and dry.count("  done      DIGITS/") == 24 and "to train  " not in dry
+    cells = "\n".join(dry_run_lines(make_plan(load_grid(path))))  # by default a line per cell, not per run
+    assert cells.count(" 2 finished, 0 to train") == 12 and "  done  " not in cells
 
 
 # ---- the Slurm path through submitit's local executor -------------------------------------------
@@ -371,7 +373,7 @@ def test_killed_worker_and_killed_grid_resume_without_retraining(tmp_path):
     assert 8 <= len(before) < 24
     checkpoints = {key: (models / key[0] / f"{key[1]}.pt").stat().st_mtime_ns for key in before}
 
-    dry = grid_cli(f"--grid={path}", "--dry_run", cwd=tmp_path)
+    dry = grid_cli(f"--grid={path}", "--dry_run", "--list_runs", cwd=tmp_path)
     assert f"{len(before)} finished, {24 - len(before)} to train" in dry.stdout
     assert dry.stdout.count("  done      DIGITS/") == len(before)
 
@@ -438,7 +440,7 @@ def test_a_sweep_cell_is_an_ordinary_cell_for_every_script(sweep_grid, tmp_path)
     again = run_script("train.py", "--modality=encoder_memory", f"--config={config}", "--continue_train", cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.count("Run:") == 2 and "epoch" not in again.stdout, again.stderr
     rerun = grid_cli(f"--grid={path}", cwd=folder)
-    assert rerun.returncode == 0 and "0 trained, 16 already done (skipped)" in rerun.stdout
+    assert rerun.returncode == 0 and "0 trained, 10 already done (skipped)" in rerun.stdout  # one Std cell
 
 
 @pytest.mark.slow
@@ -475,10 +477,11 @@ def test_the_sweep_report_has_a_table_and_a_figure_per_swept_key_computed_by_han
     assert report.returncode == 0, report.stderr[-2000:]
     table = (folder / "report" / "sweep_DIGITS_mem_examples.md").read_text()
     rows = list(csv.DictReader((folder / "report" / "sweep_DIGITS_mem_examples.csv").open()))
-    assert len(rows) == 2 * 2 * 2  # other key's 2 values x 2 modalities x 2 memory sizes
+    # per value of the other key: Memory Wrap at 2 memory sizes, and Std's one cell (it reads no memory size)
+    assert len(rows) == 2 * (2 + 1) and {r["value"] for r in rows if r["modality"] == "std"} == {"all"}
     for row in rows:
         cell = (folder / "models/DIGITS" / row["modality"] / "vit"
-                / f"40@DIGITS.mem_examples={row['value']},{row['other_swept']}")
+                / (f"40@DIGITS.mem_examples={row['value']},{row['other_swept']}" if row["modality"] != "std" else "40"))
         accuracies = [r["accuracy"] for r in finished_runs(cell).values()]
         summary = summarize(accuracies)
         assert (int(row["n"]), float(row["mean"]), float(row["ci_high"])) == (2, pytest.approx(summary.mean, abs=1e-4),
@@ -505,7 +508,7 @@ def test_a_failed_run_is_reported_and_the_others_finish(tmp_path):
         in result.stdout
     assert len(read_results(tmp_path / "models")) == 3
     # Results of other settings in the same folders are refused, not mixed in.
-    with pytest.raises(UserError, match=r"trained with other settings \(differs in: eval_passes\)"):
+    with pytest.raises(UserError, match=r"trained with other settings \(differs in: eval_passes: 1 recorded, 2 now\)"):
         make_plan(load_grid(path, ["eval_passes=2"]))
 
 
@@ -606,7 +609,8 @@ def test_report_of_partial_results_keeps_missing_cells_missing(paper_grid):
     assert "| MobileNetV2 | Only Memory | missing | missing |" in markdown
     assert "| ShuffleNetV2 | Std | missing | missing |" in markdown
     assert "| Encoder | Modality | 1000 | full (67257) |" in markdown
-    assert "SVHN/std/shufflenet/1000: 1 record(s) left out, trained with other settings (differ in: SVHN)" in markdown
+    assert ("SVHN/std/shufflenet/1000: 1 record(s) left out, trained with other settings (differ in: "
+            "SVHN.num_epochs)") in markdown
     assert "1 record(s) under" in markdown and "belong to cells outside this grid" in markdown
     assert "1 record(s) of runs above the grid's 3 runs per cell left out" in markdown
     assert "1 of 24 cells complete, 21 missing" in markdown
@@ -660,7 +664,7 @@ def _write_metrics(folder: Path, run: int, losses: list[float], tests: list[floa
 
 
 def test_training_curves_are_mean_and_std_over_the_counted_runs(paper_grid):
-    from suite.curves import curve, read_runs, write_curves
+    from suite.curves import curve, curve_files, read_runs
     from suite.report import collect
 
     grid, folder = paper_grid
@@ -681,11 +685,12 @@ def test_training_curves_are_mean_and_std_over_the_counted_runs(paper_grid):
     assert loss.epochs.tolist() == [1, 2] and loss.mean.tolist() == [3.0, 1.5] and loss.std.tolist() == [1.0, 0.5]
     test = curve(rows, "test_accuracy")
     assert test.epochs.tolist() == [2] and test.mean.tolist() == [40.5] and test.runs.tolist() == [2]
-    paths, notes = write_curves(collected, folder / "report")
-    assert [p.name for p in paths] == ["SVHN_mobilenet_1000.png"] and notes[0] == notes_std[0]
+    files, notes = curve_files(collected)
+    assert list(files) == ["curves/SVHN_mobilenet_1000.png"] and notes[0] == notes_std[0]
     full = folder / "models/SVHN/std/mobilenet/100000/1.metrics.csv"  # a record of an earlier version
     assert notes[1:] == [f"no metrics file '{full}' (run trained by an earlier version?)"]
-    pixels = _png_pixels(paths[0])
+    (folder / "curve.png").write_bytes(files["curves/SVHN_mobilenet_1000.png"])
+    pixels = _png_pixels(folder / "curve.png")
     assert _has_colour(pixels, MODALITY_COLORS["std"]) and _has_colour(pixels, MODALITY_COLORS["encoder_memory"])
 
 
@@ -744,11 +749,12 @@ def test_every_panel_of_a_sweep_figure_is_drawn(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
     from suite.report import collect
+    from suite.figures import figure_png
     from suite.sweeps import sweep_figure
 
     rates = [0.01, 0.02, 0.05, 0.1]
     sweep = {"DIGITS.mem_examples": [5, 10], "optimizer.learning_rate": rates}
-    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), sweep=sweep))
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("memory",), sweep=sweep))
     drawn, save = [], Figure.savefig
 
     def recording_save(figure, *args, **kwargs):
@@ -759,6 +765,6 @@ def test_every_panel_of_a_sweep_figure_is_drawn(tmp_path, monkeypatch):
     collected = collect(grid)
     for key, others in (("DIGITS.mem_examples", [f"optimizer.learning_rate={r}" for r in rates]),
                         ("optimizer.learning_rate", ["DIGITS.mem_examples=5", "DIGITS.mem_examples=10"])):
-        sweep_figure(collected, key, dict(grid.sweep)[key])
+        figure_png(sweep_figure(collected, key, dict(grid.sweep)[key]))
         titles = [axis.get_title() for axis in drawn[-1].axes if axis.get_visible() and axis.lines]
         assert [title.splitlines()[-1] for title in titles] == others

@@ -273,7 +273,8 @@ def test_majority_vote_of_a_cell_reports_the_recorded_accuracy(journal_grid):
     mean, std = population_stats([r["mvy_accuracy"] for r in payload["runs"]])
     assert {k: payload["summary"]["mvy_accuracy"][k] for k in ("mean", "std", "n")} == pytest.approx(
         {"mean": mean, "std": std, "n": 2})
-    assert f"MVY Accuracy:{mean:.2f} | Std Dev:{std:.2f}" in stdout.splitlines()[-1]
+    assert f"MVY Accuracy:{mean:.2f} | Std Dev:{std:.2f}" in stdout.splitlines()[-2]
+    assert stdout.splitlines()[-1].startswith("Saved ") and stdout.splitlines()[-1].endswith("majority_vote.json")
 
 
 @pytest.mark.slow

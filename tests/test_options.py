@@ -380,7 +380,7 @@ from absl import flags
 import generate_heatmaps as script
 
 seen = []
-script.heatmaps = lambda *args: seen.append(args[3:])  # baseline, method, method options
+script.heatmaps = lambda *args, **kwargs: seen.append(args[3:])  # baseline, method, method options
 for argv in json.loads(sys.argv[1]):
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["generate_heatmaps.py", *argv])
