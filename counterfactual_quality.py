@@ -1,7 +1,7 @@
 """Counterfactual quality (journal): Memory Wrap's own counterfactuals against prototype-guided search.
 
-    python train_autoencoders.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
-    python counterfactual_quality.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
+    python3 train_autoencoders.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
+    python3 counterfactual_quality.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
 
 Per test input: Memory Wrap's counterfactual (the highest-weight memory sample that the model predicts
 as another class) and a counterfactual searched as Van Looveren & Klaise (2019) publish it, both

@@ -1,6 +1,6 @@
 """Evaluate one checkpoint on its test set (Table 1 numbers for a single run).
 
-    python eval.py --path_model=models/SVHN/encoder_memory/mobilenet/1000/1.pt [--dataset=SVHN]
+    python3 eval.py --path_model=models/SVHN/encoder_memory/mobilenet/1000/1.pt [--dataset=SVHN]
 
 Std models: one pass. Memory models: --passes passes (default 10, as the original), each drawing a
 fresh memory per test batch from the run's own training subset with a generator seeded by the run;

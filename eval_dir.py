@@ -1,6 +1,6 @@
 """Evaluate every run of a folder written by train.py: per-run accuracy, then mean and std.
 
-    python eval_dir.py --path=models/SVHN/encoder_memory/mobilenet/1000
+    python3 eval_dir.py --path=models/SVHN/encoder_memory/mobilenet/1000
 
 Runs `<N>.pt` are taken in numeric order (other .pt files are skipped with a note). Each run is
 evaluated exactly as train.py evaluated it after training (same subset, same seeded memory draws,
@@ -8,7 +8,7 @@ same number of passes), so on the same device the printed accuracies are the one
 Mean and std are over runs; the std is the population std (ddof 0), as the original. The numbers
 are also written to <folder>/eval_dir.json (see --json).
 
-    python eval_dir.py --majority_vote --path=models/SVHN/encoder_memory/mobilenet/1000
+    python3 eval_dir.py --majority_vote --path=models/SVHN/encoder_memory/mobilenet/1000
 
 adds the journal's majority-vote baselines of memory models (MVO, MVY; suite/journal/majority_vote_eval.py)
 beside the same accuracies, into <folder>/majority_vote.json, which `grid.py report` reads.

@@ -1,6 +1,6 @@
 """Explanation accuracy (Table 5), counterfactual accuracy (Table 6) and example accuracy over a folder.
 
-    python explanation_accuracy.py --path_models=models/CIFAR10/encoder_memory/mobilenet/1000
+    python3 explanation_accuracy.py --path_models=models/CIFAR10/encoder_memory/mobilenet/1000
 
 For each test input the memory sample of highest weight is classified by the model (with a second,
 auxiliary memory draw): it is an explanation by example when that class equals the input's

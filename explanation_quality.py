@@ -1,6 +1,6 @@
 """Explanation-by-example quality (journal): is the example Memory Wrap shows representative?
 
-    python explanation_quality.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
+    python3 explanation_quality.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
 
 For each test input, the explanation is the first memory sample of the input's predicted class in a
 ranking of the memory: by Memory Wrap's weight, by contribution-weighted hidden features (CHP), by

@@ -1,6 +1,6 @@
 """Heat maps of inputs, their top example and their top counterfactual (Integrated Gradients by default).
 
-    python generate_heatmaps.py --path_model=models/SVHN/encoder_memory/mobilenet/1000/1.pt [--method=saliency]
+    python3 generate_heatmaps.py --path_model=models/SVHN/encoder_memory/mobilenet/1000/1.pt [--method=saliency]
 
 For each test input: draw a memory and an auxiliary memory (seeded by the run), predict with the
 whole memory, keep the positive-weight memory samples, classify them with the auxiliary memory and

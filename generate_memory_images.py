@@ -1,6 +1,6 @@
 """Figures of inputs and the memory samples the model used for them (positive weight).
 
-    python generate_memory_images.py --path_model=models/SVHN/encoder_memory/mobilenet/1000/1.pt
+    python3 generate_memory_images.py --path_model=models/SVHN/encoder_memory/mobilenet/1000/1.pt
 
 One figure per --batch_size_test test inputs (default 3): the top row shows each input with its
 predicted class, the bottom row the grid of its positive-weight memory samples, highest weight

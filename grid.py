@@ -1,8 +1,8 @@
 """Run a grid of training cells (the paper's Table 1), resumably, here or on a Slurm cluster; report it.
 
-    python grid.py --grid=config/table1.yaml [--workers=N] [--gpus=0,1] [--dry_run]
-    python grid.py --grid=config/table1.yaml --executor=slurm --slurm_partition=gpu --timeout_min=240
-    python grid.py report --grid=config/table1.yaml [--out=DIR]      # the table, its figure, training curves
+    python3 grid.py --grid=config/table1.yaml [--workers=N] [--gpus=0,1] [--dry_run]
+    python3 grid.py --grid=config/table1.yaml --executor=slurm --slurm_partition=gpu --timeout_min=240
+    python3 grid.py report --grid=config/table1.yaml [--out=DIR]      # the table, its figure, training curves
 
 Each run of each cell is one unit of work: finished runs are never repeated, interrupted ones resume
 from their last finished epoch, and several commands (or Slurm tasks) can share one grid.
@@ -118,7 +118,7 @@ def run() -> None:
 
         for device in sorted({task.settings.config["device"] for task in plan.todo}):
             resolve_device(device)
-    print("\n".join([plan.headline(), plan.where()] + plan.reuse_notes()), flush=True)
+    print("\n".join([plan.headline(), plan.where()] + grid.override_notes() + plan.reuse_notes()), flush=True)
     runner.prepare_datasets(plan.todo, lambda line: print(line, flush=True))
     runner.remove_finished_resume_files(plan)  # garbage, removed once every check has passed
     out = lambda line: print(line, flush=True)  # noqa: E731

@@ -1,13 +1,13 @@
 """Train a cell of the paper's grid: `runs` seeded runs of one model, modality, dataset and size.
 
-    python train.py --modality=encoder_memory [--config=config/train.yaml] [--set key=value ...]
+    python3 train.py --modality=encoder_memory [--config=config/train.yaml] [--set key=value ...]
 """
 from __future__ import annotations
 
 from absl import app, flags
 
 import architectures
-from suite.cli import UserError, reject_extra_arguments, user_errors
+from suite.cli import INTERRUPTED_TRAINING, UserError, reject_extra_arguments, user_errors
 from suite.config import TrainSettings, load_config
 from suite.training import train_cell
 
@@ -22,7 +22,7 @@ flags.DEFINE_multi_string("set", [], "Override a config key, e.g. --set dataset_
 flags.mark_flag_as_required("modality")
 
 
-@user_errors
+@user_errors(interrupted=INTERRUPTED_TRAINING)
 def main(argv: list[str]) -> None:
     reject_extra_arguments(argv)
     if FLAGS.continue_train and FLAGS.overwrite:

@@ -1,6 +1,6 @@
 """Train the autoencoders that score counterfactuals: one per class and one on all classes, per run.
 
-    python train_autoencoders.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
+    python3 train_autoencoders.py --path_models=models/SVHN/encoder_memory/mobilenet/1000
 
 The journal's small convolutional autoencoder and training (MSE, Adam lr 1e-3, 4 epochs, batch 32) on
 the whole training split of each run's split seed (the journal's data: all training images but the
@@ -28,7 +28,7 @@ define_common_flags(None, "Unused here (kept for the shared checkpoint flags).")
 flags.mark_flag_as_required("path_models")
 
 
-@user_errors
+@user_errors(interrupted="interrupted; the autoencoders trained so far are kept: run the same command to train the others")
 def main(argv: list[str]) -> None:
     reject_extra_arguments(argv)
     training = AutoencoderTraining(FLAGS.epochs, FLAGS.batch_size, FLAGS.learning_rate)

@@ -35,8 +35,15 @@ class TrainingDiverged(UserError):
     """The loss stopped being finite; training stops instead of writing a useless model."""
 
 
-def user_errors(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
-    """Wrap an absl `main`: UserError -> `error: ...` and exit 2; Ctrl-C -> a short note and exit 130."""
+INTERRUPTED = "interrupted; every file is written whole or not at all: run the same command again"
+INTERRUPTED_TRAINING = "interrupted; finished epochs are kept (rerun with --continue_train to resume)"
+
+
+def user_errors(main: Callable[[list[str]], None] | None = None, *, interrupted: str = INTERRUPTED):
+    """Wrap an absl `main`: UserError -> `error: ...` and exit 2; Ctrl-C -> the script's `interrupted` note
+    and exit 130. Used bare (`@user_errors`) or with the note (`@user_errors(interrupted=...)`)."""
+    if main is None:
+        return functools.partial(user_errors, interrupted=interrupted)
 
     @functools.wraps(main)
     def wrapped(argv: list[str]) -> None:
@@ -46,7 +53,7 @@ def user_errors(main: Callable[[list[str]], None]) -> Callable[[list[str]], None
             print(f"error: {error}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         except KeyboardInterrupt:
-            print("\ninterrupted; finished epochs are kept (rerun with --continue_train to resume)", file=sys.stderr)
+            print(f"\n{interrupted}", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapped

@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .run_files import check_writable, write_output
+from .run_files import check_output_file, check_output_folder, check_writable, write_output
 from .data import undo_normalization
 from .cli import UserError, track
 from .evaluation import evaluate
@@ -135,7 +135,8 @@ def each_run(folder: str | Path, options: CheckpointOptions, measure: Callable[[
     for run, path in runs:
         started = time.perf_counter()
         restored = restore_run(path, options, require_memory=require_memory)
-        record = {"run": restored.run, "checkpoint": str(path), "seed": restored.seed} | measure(restored)
+        record = {"run": restored.run, "checkpoint": str(path), "seed": restored.seed,
+                  "recorded_accuracy": restored.checkpoint.get("accuracy")} | measure(restored)
         record["minutes"] = (time.perf_counter() - started) / 60
         records.append(record)
         text = line(record, records)
@@ -189,9 +190,12 @@ def evaluate_checkpoint(path: str, options: CheckpointOptions = DEFAULTS, passes
     """One checkpoint: std models one pass, memory models `passes` passes (mean accuracy, last loss)."""
     if passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
+    check_output_file(json_path, "--json")
     restored = restore_run(path, options)
     out(f"Device:{restored.device}")
     out(_describe(restored))
+    if not restored.model.uses_memory and passes != EVAL_PASSES:
+        out(f"note: a {restored.settings.modality} model draws no memory: one pass, not {passes}")
     passes = passes if restored.model.uses_memory else 1
     result = evaluate(restored.model, restored.data, passes)
     line = f"Loss:{result.loss:.4f} | Accuracy {result.accuracy:.2f}"
@@ -215,6 +219,7 @@ def evaluate_folder(folder: str, options: CheckpointOptions = DEFAULTS, passes: 
     """
     if passes is not None and passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
+    check_output_file(json_path, "--json")
 
     def measure(restored: RestoredRun) -> dict:
         count = (passes or restored.settings.config["eval_passes"]) if restored.model.uses_memory else 1
@@ -275,6 +280,7 @@ def explanation_accuracy(folder: str, options: CheckpointOptions = DEFAULTS, pas
         raise UserError(f"--passes must be at least 1, got {passes}")
     if memory_pool not in MEMORY_POOLS:
         raise UserError(f"--memory_pool must be one of {', '.join(MEMORY_POOLS)}, got '{memory_pool}'")
+    check_output_file(json_path, "--json")
 
     def line(record: dict, records: list[dict]) -> str:
         cases = record["passes"]
@@ -289,6 +295,10 @@ def explanation_accuracy(folder: str, options: CheckpointOptions = DEFAULTS, pas
     summary = results.summary(*EXPLANATION_KEYS)
     out("")
     out(explanation_line(summary))
+    for key in EXPLANATION_KEYS:  # a mean "± 0.00" over one run reads like agreement between runs
+        if summary[key]["n"] < len(results.runs):
+            out(f"note: {key.replace('_', ' ')} is over {summary[key]['n']} of {len(results.runs)} runs (the others "
+                "had no such case)")
     payload = results.payload(memory_pool=memory_pool, passes=passes, summary=summary,
                               missing_values="null where a group had no cases")
     name = results.name(f"explanation_accuracy_{memory_pool}",
@@ -336,14 +346,14 @@ class FigureFolder:
 
     def __init__(self, folder: Path, identity: dict, checkpoint: Path, overwrite: bool = False, note: Printer = stderr):
         self.folder, self.identity, self.checkpoint = Path(folder), identity, str(checkpoint)
+        check_output_folder(self.folder, "--out_dir")
         manifest = self.folder / FIGURES_MANIFEST
         held = self._read(manifest)
         if held is not None and held.get("identity") == identity:
             self.files = [name for name in held.get("files", []) if isinstance(name, str)]
             return
         if held is not None or (self.folder.is_dir() and any(self.folder.iterdir())):
-            what = (f"figures of {held.get('checkpoint', 'another checkpoint')} with other settings"
-                    if held is not None else "files that this command did not write")
+            what = held_description(held, identity) if held is not None else "files that this command did not write"
             if not overwrite:
                 raise UserError(f"'{self.folder}' holds {what}; pass --out_dir=another folder, or --overwrite to "
                                 "replace them")
@@ -377,6 +387,18 @@ class FigureFolder:
         return write_output(self.folder / name, png)
 
 
+def held_description(held: dict, identity: dict) -> str:
+    """What a figure folder's manifest says it holds, against what the command would draw."""
+    theirs = held.get("identity") or {}
+    if theirs.get("checkpoint_sha256") != identity["checkpoint_sha256"]:
+        return f"figures of another checkpoint ('{held.get('checkpoint', 'unknown')}')"
+    if theirs.get("command") != identity["command"]:
+        return f"figures of another command ({theirs.get('command')})"
+    changed = sorted(k for k in set(theirs.get("options") or {}) | set(identity["options"])
+                     if (theirs.get("options") or {}).get(k) != identity["options"].get(k))
+    return f"figures of this checkpoint drawn with other options ({', '.join(changed)})"
+
+
 def figure_identity(restored: RestoredRun, command: str, options: dict) -> dict:
     """What a folder's figures depend on: the command, the checkpoint's bytes and the options."""
     return {"command": command, "checkpoint_sha256": file_digest(restored.path), "options": options}
@@ -390,6 +412,7 @@ def memory_images(path: str, options: CheckpointOptions = CheckpointOptions(batc
     memory draw (as the original). Files are named after the last test index they show (2.png, 5.png...),
     in `out_dir`, by default images/mem_images/<cell>/run<N>[_<options>] (see `FigureFolder`)."""
     from .data import generator
+    from .explain import whole_figures
     from .figures import figure_png, memory_figure
 
     _check_max_images(max_images)
@@ -406,7 +429,7 @@ def memory_images(path: str, options: CheckpointOptions = CheckpointOptions(batc
     out(f"Writing figures to {folder}")
     sampler = data.memory_sampler("memory_images")
     order = generator(restored.seed, "memory_images_order", data.device) if spec.shuffle_test else None
-    limit = len(data.test) if max_images == 0 else min(max_images, len(data.test))
+    limit = whole_figures(max_images, data.batch_size_test, len(data.test))  # suite/explain.py
     batches = -(-limit // data.batch_size_test)
     written, done = [], 0
     with torch.no_grad():
@@ -457,11 +480,14 @@ def heatmaps(path: str, options: CheckpointOptions = CheckpointOptions(batch_siz
                         f"{', '.join(chosen.options) or 'none'})")
     if any(isinstance(v, int) and v < 1 for v in method_options.values()):
         raise UserError(f"{', '.join('--' + k for k in method_options)} must be at least 1")
+    if not chosen.uses_baseline and baseline != "ones":
+        raise UserError(f"--baseline does not apply to --method={method}, which uses no baseline")
     restored = restore_run(path, options, require_memory=True)
     out(f"Device:{restored.device}")
     out(_describe(restored))
     spec, normalization = restored.data.spec, restored.settings.config["normalization"]
-    applied = {"baseline": baseline} | chosen.options | method_options | {"batch_size_test": restored.data.batch_size_test}
+    applied = ({"baseline": baseline} if chosen.uses_baseline else {}) | chosen.options | method_options | {
+        "batch_size_test": restored.data.batch_size_test}
     defaults = {"baseline": "ones"} | chosen.options | {"batch_size_test": HEATMAPS_PER_FIGURE}
     name = run_name(restored) + "/" + result_name(method, applied, defaults)
     folder = Path(out_dir) if out_dir else figure_folder(images_dir, "saliency", restored, name)

@@ -57,6 +57,19 @@ def _number(min_value: float = float("-inf")) -> Callable[[Any], str | None]:
     return lambda v: None if _is_number(v) and v >= min_value else f"a number of at least {min_value:g}"
 
 
+def _between(low: float, high: float, high_included: bool = True) -> Callable[[Any], str | None]:
+    """A number in [low, high] (or [low, high)): values a typo puts out of range (label_smoothing 2, momentum
+    5) are refused before a run starts."""
+    def check(v: Any) -> str | None:
+        inside = _is_number(v) and low <= v and (v <= high if high_included else v < high)
+        return None if inside else f"a number from {low:g} to {high:g}" + ("" if high_included else " (excluded)")
+    return check
+
+
+def _positive(v: Any) -> str | None:
+    return None if _is_number(v) and v > 0 else "a number above 0"
+
+
 def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "true or false"
 
@@ -106,7 +119,7 @@ TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "amp": (_bool, True),
     "eval_passes": (_int(1), 5),
     "memory_sampling": (_str, "uniform"),  # how memories are drawn: a registered strategy (suite/sampling/)
-    "label_smoothing": (_number(0.0), 0.0),
+    "label_smoothing": (_between(0.0, 1.0, high_included=False), 0.0),
     "autoaugment": (_bool, False),
     "normalization": (_choice(*NORMALIZATIONS), "paper"),
     "compile": (_bool, False),
@@ -132,11 +145,29 @@ def reads(modality: str, key: str) -> bool:
     return architectures.get_head_class(modality).uses_memory or key.rsplit(".", 1)[-1] not in MEMORY_KEYS
 
 
+# Settings that change what a run leaves or how fast it trains, not its numbers: a finished or interrupted
+# run trained with other values is used as it is, with a note saying so and what follows from it.
+NON_SCIENCE_KEYS = {
+    "eval_every": "their metrics hold test accuracies as those runs were asked (the curves say so)",
+    "tensorboard": "their TensorBoard events exist only where those runs wrote them",
+    "save": "their checkpoints <N>.pt exist only where those runs saved them",
+    "compile": "compiling changes the speed, not the numbers beyond float rounding",
+    "compile_mode": "compiling changes the speed, not the numbers beyond float rounding",
+    "channels_last": "the memory layout changes the speed, not the numbers beyond float rounding",
+}
+
+
+def non_science_differences(trained: dict, current: dict) -> list[tuple[str, str, str]]:
+    """(key, value trained with, value now) of the NON_SCIENCE_KEYS that differ, values as JSON."""
+    return [(key, json.dumps(trained[key]), json.dumps(current[key])) for key in NON_SCIENCE_KEYS
+            if key in trained and key in current and trained[key] != current[key]]
+
+
 OPTIMIZER: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "name": (_choice(*OPTIMIZERS), "sgd"),
-    "learning_rate": (_number(0.0), 0.1),
+    "learning_rate": (_positive, 0.1),
     "weight_decay": (_number(0.0), 5e-4),
-    "momentum": (_number(0.0), 0.9),  # SGD only
+    "momentum": (_between(0.0, 1.0), 0.9),  # SGD only
     "nesterov": (_bool, True),  # SGD only
     "warmup_epochs": (_int(0), 0),
     "min_lr": (_number(0.0), 0.0),
@@ -190,15 +221,24 @@ def _check_section(section: dict, schema: dict, where: str) -> dict:
 
 
 def dataset_defaults(name: str) -> dict:
-    """The section a registered dataset gives the keys its config section leaves out ({} for a name the
-    registry does not know: the caller then reports what is missing)."""
+    """The section a registered dataset gives the keys its config section leaves out, its own class count,
+    hold-out and drop_last included ({} for a name the registry does not know: the caller then reports
+    what is missing)."""
     from .datasets import get_spec
     from .cli import UserError
 
     try:
-        return copy.deepcopy(dict(get_spec(name).default_section))
+        spec = get_spec(name)
     except UserError:
         return {}
+    return {"num_classes": spec.num_classes, "validation_size": spec.validation_size,
+            "drop_last": spec.drop_last} | copy.deepcopy(dict(spec.default_section))
+
+
+def _resolved(section: dict, defaults: dict) -> dict:
+    """A checked section whose optional keys left empty (null) take the dataset's own values, so that a
+    config that gives them and one that leaves them out describe the same run alike."""
+    return {key: defaults.get(key) if value is None and key in defaults else value for key, value in section.items()}
 
 
 def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None = None) -> dict:
@@ -223,7 +263,8 @@ def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None =
         given = raw.get(name, {})
         if not isinstance(given, dict):
             raise ConfigError(f"config key '{name}' must be a mapping")
-        config[name] = _check_section(dataset_defaults(name) | given, DATASET_SECTION, f"{name}.")
+        defaults = dataset_defaults(name)
+        config[name] = _resolved(_check_section(defaults | given, DATASET_SECTION, f"{name}."), defaults)
     if model_names is None:
         import architectures
         from .sampling import list_samplings
@@ -377,12 +418,32 @@ class TrainSettings:
                            self.train_examples, self.config["cell_tag"])
 
     def comparable(self) -> dict:
-        """The settings that change numbers: resuming requires them unchanged (not EXECUTION_KEYS)."""
-        return {k: v for k, v in self.config.items() if k not in EXECUTION_KEYS} | {"modality": self.modality}
+        """The settings that change numbers: resuming requires them unchanged. Not EXECUTION_KEYS, not the
+        sections of other datasets, and not the keys the modality does not read (a std run is the same run
+        whatever memory size is set)."""
+        settings = {}
+        for key, value in self.config.items():
+            other_dataset = isinstance(value, dict) and key not in SECTIONS and key != self.dataset_name
+            if key in EXECUTION_KEYS or other_dataset or not reads(self.modality, key):
+                continue
+            if key == self.dataset_name:
+                value = {k: v for k, v in value.items() if reads(self.modality, f"{key}.{k}")}
+            settings[key] = value
+        return settings | {"modality": self.modality}
 
     def comparable_json(self) -> dict:
         """`comparable()` as it reads back from a record or a resume file (tuples become lists)."""
         return json.loads(json.dumps(self.comparable()))
+
+
+def settings_notes(settings: TrainSettings) -> list[str]:
+    """Lines about valid settings that do not do what they may seem to (printed before training)."""
+    section, notes = settings.section, []
+    late = [m for m in section["opt_milestones"] if m >= settings.num_epochs]
+    if section["lr_schedule"] == "multistep" and late:
+        notes.append(f"note: {settings.dataset_name}.opt_milestones {late} are not below num_epochs "
+                     f"({settings.num_epochs}): the learning rate never drops there")
+    return notes
 
 
 def run_seed(run: int) -> int:

@@ -193,23 +193,22 @@ def memory_batch(model: architectures.MemoryWrapNet, features: Tensor, memory: t
 
 def memory_batches(model: architectures.MemoryWrapNet, data: RunData, features: Tensor, memory: MemorySampler,
                    auxiliary: MemorySampler | None = None, order: torch.Generator | None = None, limit: int = 0,
-                   with_hidden: bool = False, description: str = "memory batches"
+                   with_hidden: bool = False, description: str = "memory batches", log_every: int = 0
                    ) -> Iterator[tuple[Tensor, tuple[Tensor, Tensor], MemoryBatch]]:
     """The draw every explanation experiment makes, per test batch (in the evaluation's order, the first
     `limit` inputs; 0: all): a memory M from `memory`, then an auxiliary memory A from `auxiliary`
     (`memory` itself when None); the inputs classified with M and M's samples with A. Yields
-    (test positions, M as (images, labels), MemoryBatch)."""
+    (test positions, M as (images, labels), MemoryBatch); a progress line every `log_every` batches."""
     auxiliary = auxiliary or memory
     limit = len(data.test) if limit == 0 else min(limit, len(data.test))
+    batches = math.ceil(limit / data.batch_size_test)
     done = 0
-    for positions in track(data.test_index_batches(order), description,
-                           total=math.ceil(limit / data.batch_size_test)):
+    for positions in track(itertools.islice(data.test_index_batches(order), batches), description, total=batches,
+                           log_every=log_every):
         positions = positions[: limit - done]
         drawn = memory.draw()
         yield positions, drawn, memory_batch(model, features[positions], drawn, auxiliary.draw(), with_hidden)
         done += len(positions)
-        if done >= limit:
-            return
 
 
 # ---- explanation accuracy on a model -------------------------------------------------------------
@@ -356,6 +355,14 @@ def explain_input(model: nn.Module, image: Tensor, memory: tuple[Tensor, Tensor]
                             input_attr[0].cpu(), memory_attr.cpu())
 
 
+def whole_figures(max_images: int, per_figure: int, available: int) -> int:
+    """Test inputs a figure script draws: `max_images` rounded up to whole figures (0: all), so that a figure
+    file always shows the same inputs, whatever --max_images asked (figures are named by their last input)."""
+    if max_images == 0:
+        return available
+    return min(available, -(-max_images // per_figure) * per_figure)
+
+
 def explain_inputs(restored, max_images: int, baseline: str, on_batch: Callable[[list[InputExplanation]], None],
                    method: str = DEFAULT_METHOD, description: str = "heat maps (figures)", log_every: int = 0,
                    **options) -> int:
@@ -366,7 +373,7 @@ def explain_inputs(restored, max_images: int, baseline: str, on_batch: Callable[
     data, model = restored.data, restored.model
     sampler = data.memory_sampler("heatmaps")
     order = generator(restored.seed, "heatmaps_order", data.device) if data.spec.shuffle_test else None
-    limit = len(data.test) if max_images == 0 else min(max_images, len(data.test))
+    limit = whole_figures(max_images, data.batch_size_test, len(data.test))
     batches = math.ceil(limit / data.batch_size_test)
     done = 0
     numpy_state = np.random.get_state()  # captum's GradientShap also draws from numpy

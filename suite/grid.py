@@ -13,7 +13,6 @@ torch is imported lazily: the script's module and spawned workers stay light unt
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -31,24 +30,13 @@ from typing import Callable, Collection, Mapping
 from submitit.helpers import Checkpointable
 
 from .run_files import finished_runs, require_tensorboard, resume_path
-from .config import TrainSettings, settings_changes
+from .config import NON_SCIENCE_KEYS, TrainSettings, non_science_differences, settings_changes
 from .cli import ConfigError, UserError
 from .gridspec import DEFAULT, Cell, Grid
 
 Printer = Callable[[str], None]
 
 TRAINED, ALREADY_DONE, BUSY, FAILED = "trained", "already done", "busy", "failed"
-# Settings that change what a run leaves or how fast it trains, not its numbers: a finished run trained with
-# other values is reused, with a note saying so and what follows from it.
-REUSED_KEYS = {
-    "eval_every": "their metrics hold test accuracies as those runs were asked (the curves say so)",
-    "tensorboard": "their TensorBoard events exist only where those runs wrote them",
-    "save": "their checkpoints <N>.pt exist only where those runs saved them",
-    "compile": "compiling changes the speed, not the numbers beyond float rounding",
-    "compile_mode": "compiling changes the speed, not the numbers beyond float rounding",
-    "channels_last": "the memory layout changes the speed, not the numbers beyond float rounding",
-}
-
 
 # ---- planning -------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -92,16 +80,15 @@ class Plan:
         return f"Run files: {' and '.join(roots)}/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/ (see the cells' labels)"
 
     def reuse_notes(self) -> list[str]:
-        """One line per non-science setting (`REUSED_KEYS`) that finished runs were trained with other
+        """One line per non-science setting (`NON_SCIENCE_KEYS`) that finished runs were trained with other
         values of than the grid gives: they count as they are, and their files follow their own settings."""
         differences: Counter = Counter()
         for task, record in self.done:
             trained = record.get("config") or {}
-            for key in REUSED_KEYS:
-                if key in trained and trained[key] != task.settings.config[key]:
-                    differences[(key, json.dumps(trained[key]), json.dumps(task.settings.config[key]))] += 1
+            for key, was, now in non_science_differences(trained, task.settings.config):
+                differences[(key, was, now)] += 1
         return [f"note: {count} finished run(s) trained with {key} {was} are reused as they are (this grid: "
-                f"{key} {now}); {REUSED_KEYS[key]}" for (key, was, now), count in sorted(differences.items())]
+                f"{key} {now}); {NON_SCIENCE_KEYS[key]}" for (key, was, now), count in sorted(differences.items())]
 
 
 def check_names(grid: Grid) -> list[str]:
@@ -239,8 +226,8 @@ def dry_run_lines(plan: Plan, profiles: dict | None = None, list_runs: bool = Fa
     """What `--dry_run` prints: the headline, the estimates, a line per cell and, with `list_runs`, a line
     per run."""
     profiles = profiles or {}
-    lines = ([plan.headline(), plan.where()] + plan.reuse_notes() + estimate_lines(plan, profiles)
-             + cell_lines(plan, profiles))
+    lines = ([plan.headline(), plan.where()] + plan.grid.override_notes() + plan.reuse_notes()
+             + estimate_lines(plan, profiles) + cell_lines(plan, profiles))
     if not list_runs:
         return lines + ["(--list_runs: a line per run)"]
     if plan.done:
@@ -391,9 +378,16 @@ def _exit_with_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+def _stop(signum: int, frame) -> None:
+    """SIGTERM in a worker: unwind (the run lock is released, the finished epochs stay) instead of dying
+    where it stands."""
+    raise SystemExit(128 + signum)
+
+
 def _start_worker(index: int, device_name: str | None, threads: int, parent_pid: int) -> None:
     """Initializer of worker `index`: its device and threads, no progress bars, dies with the grid."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grid process's to handle
+    signal.signal(signal.SIGTERM, _stop)  # the grid stopping its workers: release the run's lock on the way out
     threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     device = None
     try:
@@ -634,8 +628,8 @@ def run_submitit(plan: Plan, cluster: str, folder: Path, parameters: dict, runs_
     out(f"Submitted {len(tasks)} runs as {len(chunks)} tasks in {len(arrays)} job array(s) ({', '.join(arrays)}); "
         f"logs in {folder}")
     if not wait:
-        out(f"Not waiting for them: follow with `python grid.py --grid={plan.grid.path} --dry_run` "
-            f"and build the table with `python grid.py report --grid={plan.grid.path}`")
+        out(f"Not waiting for them: follow with `python3 grid.py --grid={plan.grid.path} --dry_run` "
+            f"and build the table with `python3 grid.py report --grid={plan.grid.path}`")
         return None
     _collect(submitted, summary, out, poll_seconds)
     return summary

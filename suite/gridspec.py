@@ -112,6 +112,12 @@ class Grid:
         are left out (they would repeat the same runs), so it keeps the base config's values of them."""
         return Cell(dataset, model, train_examples, modality, tuple((k, v) for k, v in sweep if reads(modality, k)))
 
+    def override_notes(self) -> list[str]:
+        """A line per override (the grid file's or --set) of a swept key: the sweep's values win."""
+        keys = dict.fromkeys(assignment.partition("=")[0].strip() for assignment in self.overrides)
+        return [f"note: {key} is swept by the grid: the sweep's values apply, not the override's" for key in keys
+                if key in self.sweep_keys]
+
     def unread(self, modality: str) -> tuple[str, ...]:
         """The swept keys `modality` does not read."""
         return tuple(key for key in self.sweep_keys if not reads(modality, key))
@@ -125,10 +131,14 @@ class Grid:
         assignments = list(self.overrides) + [f"{key}={json.dumps(value)}" for key, value in cell.sweep] + [
             f"dataset_name={cell.dataset}", f"model={cell.model}", f"train_examples={cell.train_examples}",
             f"runs={self.runs}", f"cell_tag={json.dumps(cell.tag)}"]
+        base = self.base_config(cell.model)
         try:
-            config = load_config(self.base_config(cell.model), assignments, dataset_names, model_names)
+            config = load_config(base, assignments, dataset_names, model_names)
         except ConfigError as error:
-            raise ConfigError(f"grid '{self.path}', cell {cell.label}: {error}") from None
+            hint = "" if base.is_absolute() or base.exists() else (
+                f" (a grid file's relative paths are read from the current folder, '{Path.cwd()}': run grid.py "
+                "from the folder they are relative to, the repository's for config/*.yaml, or give absolute paths)")
+            raise ConfigError(f"grid '{self.path}', cell {cell.label}: {error}{hint}") from None
         return TrainSettings(config, cell.modality)
 
     def lenient_dataset_names(self) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -27,10 +28,11 @@ from pathlib import Path
 
 from architectures import modality_display_name, model_display_name  # what tables call them (registries)
 
+from .cli import UserError
 from .config import settings_difference
 from .gridspec import Cell, Grid, Sweep, frozen, sweep_tag
 from .figures import MODALITY_COLORS, figure_png, wrapped
-from .run_files import finished_runs, record_folders, record_path, write_output
+from .run_files import check_output_folder, finished_runs, record_folders, record_path, write_output
 from .stats import Comparison, Summary, best_of, compare, holm, printed, printed_difference, summarize
 
 MISSING = "missing"
@@ -559,8 +561,9 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
     from .journal.comparison import comparison_files
     from .sweeps import sweep_files
 
-    collected = collect(grid, models_dir)
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, "--out")
+    collected = collect(grid, models_dir)
     curves, curve_notes = curve_files(collected)
     collected.notes += [f"curves: {note}" for note in curve_notes]
     contents = {kind: (FILES[kind], data) for kind, data in (
@@ -571,9 +574,33 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
         contents |= sweep_files(collected)
     else:  # the journal's comparison has no swept values
         contents |= comparison_files(grid, {c: st.accuracies for c, st in collected.stats.items()},
-                                     collected.models_dir)
+                                     collected.models_dir,
+                                     {c: {r: float(record["accuracy"]) for r, record in runs.items()}
+                                      for c, runs in collected.records.items()})
+    previous = report_files(out_dir)
+    if not collected.files and previous:
+        raise UserError(f"no run records under '{collected.models_dir}': the report in '{out_dir}' is kept (check the "
+                        "grid's models_dir, or --models_dir)")
     paths = {kind: write_output(out_dir / name, data) for kind, (name, data) in contents.items()}
-    return collected, paths | {"curves": [write_output(out_dir / name, data) for name, data in curves.items()]}
+    paths["curves"] = [write_output(out_dir / name, data) for name, data in curves.items()]
+    names = sorted([name for name, _ in contents.values()] + list(curves))
+    write_output(out_dir / REPORT_MANIFEST, (json.dumps({"grid": str(grid.path), "files": names}, indent=1) + "\n").encode())
+    for stale in sorted(set(previous) - set(names)):  # files of an earlier report this one no longer has
+        (out_dir / stale).unlink(missing_ok=True)
+    return collected, paths
+
+
+REPORT_MANIFEST = "report.json"  # the files the last report wrote: the next one removes those it does not write
+
+
+def report_files(out_dir: Path) -> list[str]:
+    """The files an earlier report listed in its manifest (none without one); names inside the folder only."""
+    try:
+        listed = json.loads((Path(out_dir) / REPORT_MANIFEST).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name for name in listed if isinstance(name, str) and ".." not in Path(name).parts
+            and not Path(name).is_absolute()]
 
 
 # ---- the original's stated accuracies ----------------------------------------------------------------

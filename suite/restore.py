@@ -196,5 +196,8 @@ def folder_runs(folder: str | Path, note=print) -> list[tuple[int, Path]]:
     for other in others:
         note(f"note: skipping '{other}': not a run checkpoint (<N>.pt)")
     if not runs:
-        raise UserError(f"folder '{folder}' holds no run checkpoints (<N>.pt)")
+        interrupted = sorted(Path(folder).glob("*.resume.pt"))
+        raise UserError(f"folder '{folder}' holds no run checkpoints (<N>.pt)" + (
+            f"; it holds interrupted run(s) ({', '.join(p.name for p in interrupted)}): finish them with train.py "
+            "--continue_train" if interrupted else ""))
     return runs

@@ -149,6 +149,22 @@ def write_output(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def check_output_file(path: str | Path | None, flag: str) -> None:
+    """Before any work: an output file's name must not be an existing folder."""
+    if path and Path(path).is_dir():
+        raise UserError(f"{flag}='{path}' is a folder; {flag} takes a file name")
+
+
+def check_output_folder(folder: str | Path, flag: str) -> None:
+    """Before any work: an output folder (or the first of its parents that exists) must not be a file."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise UserError(f"{flag}: '{candidate}' is a file, not a folder" +
+                                ("" if candidate == Path(folder) else f" (in the path of '{folder}')"))
+            return
+
+
 def check_writable(folder: Path) -> None:
     """A one-line error unless a file can be created in `folder` (checked before anything is deleted)."""
     try:
@@ -510,6 +526,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     """A model checkpoint of this suite or of the original one (same keys)."""
     checkpoint = load_torch_file(path, map_location)
     missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+    if missing and {"state", "settings"} <= set(checkpoint):
+        raise CheckpointError(f"'{path}' is the resume file of an interrupted run (its training state, not a model "
+                              "checkpoint): finish the run with train.py --continue_train, then use its <N>.pt")
     if missing:
         raise CheckpointError(f"'{path}' is not a Memory Wrap checkpoint (missing {', '.join(missing)})")
     return checkpoint
@@ -535,6 +554,20 @@ def run_checkpoints(folder: Path) -> tuple[list[tuple[int, Path]], list[Path]]:
 
 class RunFinished(UserError):
     """The run is already recorded (another worker finished it meanwhile)."""
+
+
+# ---- results computed from a cell's runs (by eval_dir.py and the explanation scripts) ------------------
+# Their names (suite/commands.py, suite/journal/): a cell trained again with --overwrite drops them with its runs,
+# so no result describes runs that are gone. The autoencoders stay: they depend on the split, not the model.
+RESULT_PATTERNS = ("eval_dir*.json", "majority_vote*.json", "explanation_accuracy_*.json", "example_quality*.md",
+                   "example_quality*.csv", "example_quality*.json", "counterfactual_quality*.md",
+                   "counterfactual_quality*.csv", "counterfactual_quality*.json", "counterfactuals_run*.png")
+
+
+def result_files(folder: Path) -> list[Path]:
+    """The result files of the folder commands beside a cell's runs."""
+    folder = Path(folder)
+    return sorted({path for pattern in RESULT_PATTERNS for path in folder.glob(pattern) if path.is_file()})
 
 
 # ---- records (N.json) ----------------------------------------------------------------------------

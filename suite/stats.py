@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Hashable, Mapping, Sequence, TypeVar
@@ -119,7 +120,9 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison | None:
     pooled = math.sqrt(((len(a) - 1) * var_a + (len(b) - 1) * var_b) / (len(a) + len(b) - 2))
     if pooled == 0:
         return Comparison(difference, None, None)
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # runs (nearly) alike: scipy's notice of lost precision, not the user's business
+        warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     correction = 1 - 3 / (4 * (len(a) + len(b)) - 9)
     return Comparison(difference, p, correction * difference / pooled)
 

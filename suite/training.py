@@ -17,6 +17,7 @@ import math
 import platform
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,11 +27,14 @@ from torch.utils._pytree import tree_map
 
 import architectures
 from .run_files import (
-    EpochLog, RunBusy, RunFinished, RunLock, check_writable, checkpoint_path, live_locks, epoch_row, finished_runs, load_torch_file, metrics_path,
-    record_files, record_path, remove_leftovers, require_tensorboard, resume_path, resumed_history, run_lock,
-    save_torch_file, write_errors, write_record,
+    EpochLog, RunBusy, RunFinished, RunLock, check_output_folder, check_writable, checkpoint_path, epoch_row,
+    finished_runs, live_locks, load_torch_file, metrics_path, record_files, record_path, remove_leftovers,
+    require_tensorboard, result_files, resume_path, resumed_history, run_lock, save_torch_file, write_errors,
+    write_record,
 )
-from .config import TrainSettings, run_seed, settings_changes
+from .config import (
+    NON_SCIENCE_KEYS, TrainSettings, non_science_differences, run_seed, settings_changes, settings_notes,
+)
 from .data import RunData, build_run_data, global_rng_state, restore_global_rng_state, set_seed
 from .cli import CheckpointError, ConfigError, TrainingDiverged, on_terminal, print_line, timing, track
 from .evaluation import Evaluation, evaluate
@@ -262,9 +266,10 @@ def preflight(settings: TrainSettings, run: int, device: torch.device) -> Prepar
 
 
 def init_or_resume(settings: TrainSettings, prepared: Prepared, device: torch.device, state_file: Path,
-                   resume: bool) -> tuple[RunState, list[dict]]:
-    """The run's optimiser, schedule and scaler, continued from the resume file when there is one;
-    also returns the metrics rows of the epochs it holds."""
+                   resume: bool, note: Callable[[str], None] = lambda _: None) -> tuple[RunState, list[dict]]:
+    """The run's optimiser, schedule and scaler, continued from the resume file when there is one (with a
+    `note` per non-science setting it was trained with otherwise); also returns the metrics rows of the
+    epochs it holds."""
     model = prepared.model
     optimizer = build_optimizer(model, settings.config["optimizer"], device)
     use_amp = settings.config["amp"] and device.type == "cuda"
@@ -276,6 +281,9 @@ def init_or_resume(settings: TrainSettings, prepared: Prepared, device: torch.de
         check_same_settings(saved.get("settings", {}), settings, state_file)
         state.load_state_dict(saved.get("state", {}), str(state_file))
         history = resumed_history(saved.get("epochs"), state.epoch)
+        for key, was, now in non_science_differences(saved.get("config") or {}, settings.config):
+            note(f"note: '{state_file}' (epoch {state.epoch}) was trained with {key} {was}, it goes on with {key} "
+                 f"{now}; {NON_SCIENCE_KEYS[key]}")
     return state, history
 
 
@@ -313,8 +321,10 @@ def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run
                                                      epoch + 1)
         loss = float(loss_sum) / max(steps, 1)  # the epoch's one read from the device
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"the training loss became {loss} in run {run}, epoch {epoch + 1}; "
-                                   "nothing was saved for this run")
+            kept = f"the run's metrics and its resume file hold epochs 1-{epoch}" if epoch else "no epoch was saved"
+            raise TrainingDiverged(f"the training loss became {loss} in run {run}, epoch {epoch + 1}; that epoch was "
+                                   f"not saved ({kept}); change the settings (a smaller learning_rate) and train the "
+                                   "cell again with --overwrite")
         state.scheduler.step()
         seconds = time.perf_counter() - started
         state.epoch, state.train_seconds = epoch + 1, state.train_seconds + seconds
@@ -323,8 +333,8 @@ def train_epochs(state: RunState, settings: TrainSettings, state_file: Path, run
             lock.check()  # never write over the files of a process that took the run over
         epoch_log.append(epoch_row(stats.epoch, stats.learning_rate, stats.loss, stats.accuracy, stats.seconds,
                                    periodic_test_accuracy(state, settings, stats.epoch)))
-        save_torch_file({"settings": settings.comparable_json(), "state": state.state_dict(),
-                         "epochs": epoch_log.history}, state_file)
+        save_torch_file({"settings": settings.comparable_json(), "config": settings.config,
+                         "state": state.state_dict(), "epochs": epoch_log.history}, state_file)
         for callback in callbacks:
             callback(stats, state)
 
@@ -376,7 +386,7 @@ def train_run(settings: TrainSettings, run: int, device: torch.device | None = N
         if skip_finished and run in finished:
             raise RunFinished(f"run {run} in '{folder}' is already finished")
         state_file = resume_path(folder, run)
-        state, history = init_or_resume(settings, prepared, device, state_file, resume)
+        state, history = init_or_resume(settings, prepared, device, state_file, resume, print_line)
         with write_errors(metrics_path(folder, run)):
             epoch_log = EpochLog(folder, run, history, settings.config["tensorboard"])
         try:
@@ -412,6 +422,7 @@ def check_cell(settings: TrainSettings, continue_train: bool, overwrite: bool) -
     """The finished runs to keep. Without --continue_train or --overwrite a cell that holds results is
     refused; with --continue_train every finished run must have the current settings. Deletes nothing."""
     folder = settings.cell_folder
+    check_output_folder(folder, "models_dir")
     if overwrite:
         return {}
     finished = finished_runs(folder)
@@ -423,9 +434,27 @@ def check_cell(settings: TrainSettings, continue_train: bool, overwrite: bool) -
     return finished
 
 
-def discard_cell(folder: Path) -> list[Path]:
+def kept_lines(settings: TrainSettings, finished: dict[int, dict]) -> list[str]:
+    """What --continue_train keeps: the finished runs, those beyond `runs`, and non-science settings they
+    were trained with that differ from the current ones."""
+    runs = settings.config["runs"]
+    kept = [run for run in finished if run <= runs]
+    lines = [f"Keeping finished run(s) {', '.join(map(str, kept))} of {runs}"] if kept else []
+    beyond = [run for run in finished if run > runs]
+    if beyond:
+        lines.append(f"note: the cell also holds finished run(s) {', '.join(map(str, beyond))}, beyond runs={runs}: "
+                     "they are kept but not counted here")
+    differences = Counter(d for run in kept
+                          for d in non_science_differences(finished[run].get("config") or {}, settings.config))
+    lines += [f"note: {count} finished run(s) were trained with {key} {was} (now {now}); {NON_SCIENCE_KEYS[key]}"
+              for (key, was, now), count in sorted(differences.items())]
+    return lines
+
+
+def discard_cell(folder: Path) -> tuple[list[Path], list[Path]]:
     """--overwrite, once every check has passed: delete the cell's records, checkpoints, resume files,
-    metrics and TensorBoard events. Refused while another process trains a run of the cell."""
+    metrics and TensorBoard events, and the results computed from them (`result_files`). Refused while
+    another process trains a run of the cell. Returns (run files, result files) deleted."""
     busy = live_locks(folder)
     if busy:
         run, owner = next(iter(busy.items()))
@@ -435,15 +464,16 @@ def discard_cell(folder: Path) -> list[Path]:
                + [p for p in folder.glob("*.pt") if p.stem.isdigit()] + sorted(folder.glob("*.metrics.csv")))
     if (folder / "tensorboard").is_dir():
         removed.append(folder / "tensorboard")
-    if not removed:
-        return []
+    results = result_files(folder)
+    if not removed and not results:
+        return [], []
     check_writable(folder)
     try:
-        for path in removed:
+        for path in removed + results:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     except OSError as error:
         raise CheckpointError(f"--overwrite: cannot delete '{error.filename}': {error.strerror or error}") from None
-    return removed
+    return removed, results
 
 
 def subset_note(settings: TrainSettings, data: RunData) -> str | None:
@@ -469,14 +499,19 @@ def train_cell(settings: TrainSettings, continue_train: bool = False, overwrite:
     finished = check_cell(settings, continue_train, overwrite)
     todo = [run for run in range(1, settings.config["runs"] + 1) if run not in finished]
     prepared = preflight(settings, todo[0], device) if todo else None
-    if prepared is not None and (note := subset_note(settings, prepared.data)):
-        out(note)
+    for line in settings_notes(settings) + ([subset_note(settings, prepared.data)] if prepared else []):
+        if line:
+            out(line)
     if overwrite:
-        removed = discard_cell(settings.cell_folder)
-        if removed:
-            out(f"--overwrite: deleted {len(removed)} file(s) of earlier runs in '{settings.cell_folder}'")
+        removed, results = discard_cell(settings.cell_folder)
+        if removed or results:
+            out(f"--overwrite: deleted {len(removed)} file(s) of earlier runs in '{settings.cell_folder}'"
+                + (f" and {len(results)} result file(s) computed from them ({', '.join(p.name for p in results)})"
+                   if results else ""))
     if continue_train:
         out("Restarting training process\n")
+        for line in kept_lines(settings, finished):
+            out(line)
     out(f"Writing runs to '{settings.cell_folder}'")
     accuracies: list[float] = []
     for run in range(1, settings.config["runs"] + 1):

@@ -185,9 +185,10 @@ def test_explanation_accuracy_script(runs, tmp_path, modality):
                         "--dataset=CIFAR10", f"--json={out}", "--device=cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Device:cpu" and lines[-3] == "" and lines[-1] == f"Saved {out}"
-    match = FINAL.match(lines[-2])
-    assert match, lines[-2]
+    final = next(i for i, line in enumerate(lines) if FINAL.match(line))
+    assert lines[0] == "Device:cpu" and lines[final - 1] == "" and lines[-1] == f"Saved {out}"
+    assert all(line.startswith("note: ") for line in lines[final + 1:-1]), lines[final + 1:]
+    match = FINAL.match(lines[final])
     payload = json.loads(out.read_text())
     assert payload["memory_pool"] == "subset" and [r["run"] for r in payload["runs"]] == sorted(
         int(p.stem) for p in folder.glob("*.pt"))
@@ -394,8 +395,11 @@ def test_figures_are_reproducible_and_refuse_std_models(runs, tmp_path):
     checkpoint = str(runs.checkpoint("encoder_memory"))
     first = commands.memory_images(checkpoint, FIGURE_CPU, max_images=4, images_dir=tmp_path / "a", out=_quiet)
     second = commands.memory_images(checkpoint, FIGURE_CPU, max_images=3, images_dir=tmp_path / "b", out=_quiet)
-    assert [p.name for p in first] == ["2.png", "3.png"] and [p.name for p in second] == ["2.png"]
-    _assert_picture(first[1], (1800, 1200))  # a partial last figure keeps the size and its last index
+    whole = commands.memory_images(checkpoint, FIGURE_CPU, max_images=6, images_dir=tmp_path / "c", out=_quiet)
+    # --max_images rounds up to whole figures: a file name always shows the same inputs
+    assert [p.name for p in first] == [p.name for p in whole] == ["2.png", "5.png"] and [p.name for p in second] == ["2.png"]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(first, whole))
+    _assert_picture(first[1], (1800, 1200))
     assert np.array_equal(np.asarray(Image.open(first[0])), np.asarray(Image.open(second[0])))
     heat = commands.heatmaps(checkpoint, CheckpointOptions(batch_size_test=2, device="cpu"), max_images=2,
                              images_dir=tmp_path, out=_quiet)

@@ -278,7 +278,7 @@ def test_a_figure_folder_of_another_checkpoint_is_refused_and_overwrite_replaces
     first = memory_images(str(settings.cell_folder / "1.pt"), cpu, max_images=4, out_dir=out)
     (out / "my_notes.txt").write_text("a user's own file")
     before = tree(out)
-    with pytest.raises(UserError, match=r"holds figures of .*1\.pt with other settings; pass --out_dir=another "
+    with pytest.raises(UserError, match=r"holds figures of another checkpoint \('.*1\.pt'\); pass --out_dir=another "
                                         r"folder, or --overwrite"):
         memory_images(str(settings.cell_folder / "2.pt"), cpu, max_images=2, out_dir=out)
     assert tree(out) == before
@@ -517,3 +517,220 @@ def test_the_report_modules_import_one_way():
         tree_ = ast.parse((REPO / "suite" / f"{module}.py").read_text())
         imported = {node.module for node in ast.walk(tree_) if isinstance(node, ast.ImportFrom) and node.module}
         assert not {name for name in imported if name.split(".")[-1] == "report"}, (module, imported)
+
+
+# ---- what the walk-through from outside found (issue 25, its closing practice) -------------------------
+def test_overwrite_also_drops_the_results_computed_from_the_runs_it_deletes(tmp_path, tiny_dataset_dir):
+    """eval_dir.json, the explanation and quality results of the old runs go with them (they would describe
+    runs that are gone); the autoencoders stay (they depend on the split, not the model); nothing else."""
+    from suite.config import TrainSettings, load_config
+    from suite.training import train_cell
+
+    settings = TrainSettings(load_config(journey_config(tmp_path, tiny_dataset_dir, runs=1)), "encoder_memory")
+    train_cell(settings, out=lambda _: None)
+    cell = settings.cell_folder
+    results = ["eval_dir.json", "eval_dir_passes=2.json", "majority_vote.json", "explanation_accuracy_subset.json",
+               "example_quality.md", "counterfactual_quality_beta=0.2.csv", "counterfactuals_run1.png"]
+    for name in results + ["notes.txt"]:
+        (cell / name).write_text("from the old runs")
+    (cell / "autoencoders" / "run_1").mkdir(parents=True)
+    (cell / "autoencoders" / "run_1" / "full.pt").write_text("an autoencoder")
+    printed = []
+    train_cell(settings, overwrite=True, out=printed.append)
+    assert not any((cell / name).exists() for name in results)
+    assert (cell / "notes.txt").exists() and (cell / "autoencoders" / "run_1" / "full.pt").exists()
+    line = next(line for line in printed if line.startswith("--overwrite: deleted"))
+    assert line.endswith(f"and {len(results)} result file(s) computed from them ({', '.join(sorted(results))})")
+
+
+def test_a_report_keeps_its_folder_one_reports_files_and_never_replaces_a_report_with_an_empty_one(tmp_path):
+    from suite.gridspec import load_grid
+    from suite.report import write_report
+    from test_grid import write_tiny_grid
+
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=1))
+    out = tmp_path / "report"
+    write_report(grid, out)  # nothing trained yet, no earlier report: the layout, all missing
+    (out / "curves").mkdir()
+    (out / "curves" / "DIGITS_vit_99.png").write_bytes(b"a curve of an earlier report")
+    manifest = json.loads((out / "report.json").read_text())
+    manifest["files"].append("curves/DIGITS_vit_99.png")
+    (out / "report.json").write_text(json.dumps(manifest))
+    (out / "mine.txt").write_text("a user's file")
+    before = tree(out)
+    with pytest.raises(UserError, match=r"no run records under '.*nowhere': the report in '.*report' is kept"):
+        write_report(grid, out, tmp_path / "nowhere")
+    assert tree(out) == before
+    from suite.training import train_run
+
+    train_run(grid.cell_settings(grid.cells()[0]), 1)
+    write_report(grid, out)
+    assert not (out / "curves" / "DIGITS_vit_99.png").exists() and (out / "mine.txt").exists()
+    assert (out / "curves" / "DIGITS_vit_40.png").exists()
+
+
+def test_majority_votes_of_checkpoints_the_records_no_longer_hold_are_left_out(tmp_path):
+    from suite.journal.comparison import read_votes
+
+    expected = {"model": "vit"}
+    votes = {"runs": [{"run": run, "mvo_accuracy": 50.0, "mvy_accuracy": 60.0, "settings": expected,
+                       "recorded_accuracy": accuracy} for run, accuracy in ((1, 81.5), (2, 70.0), (3, 90.0))]}
+    (tmp_path / "majority_vote.json").write_text(json.dumps(votes))
+    kept, notes = read_votes(tmp_path / "majority_vote.json", 3, expected, {1: 81.5, 2: 72.25})
+    assert sorted(kept) == [1]  # run 2 was trained again (another recorded accuracy), run 3 is gone
+    assert notes == [f"'{tmp_path / 'majority_vote.json'}': run(s) 2, 3 left out: voted with a checkpoint that the "
+                     "cell's records no longer hold (trained again, or deleted); recompute with python3 eval_dir.py "
+                     f"--majority_vote --path={tmp_path}"]
+
+
+def test_a_config_that_leaves_optional_keys_out_describes_the_same_run(tmp_path):
+    """A DIGITS section giving only its epochs and quickstart.yaml's full one are the same run: no
+    'differs in num_classes: 10 recorded, null now'."""
+    from suite.config import TrainSettings, load_config
+
+    (tmp_path / "mine.yaml").write_text("model: shufflenet\ntrain_examples: 1000\nruns: 1\ndataset_name: DIGITS\n"
+                                        "download: false\nDIGITS:\n  num_epochs: 20\n")
+    mine = TrainSettings(load_config(tmp_path / "mine.yaml"), "encoder_memory")
+    quickstart = TrainSettings(load_config(REPO / "config" / "quickstart.yaml"), "encoder_memory")
+    assert mine.comparable_json() == quickstart.comparable_json()
+
+
+def test_a_std_run_is_the_same_run_whatever_memory_settings_are_given(tmp_path):
+    """Std reads no memory size, memory sampling or evaluation passes: they do not make another std
+    run (train.py --continue_train, or a grid given --set memory_sampling=...), but they do for a memory model."""
+    from suite.config import TrainSettings, load_config
+
+    base = load_config(REPO / "config" / "quickstart.yaml")
+    other = load_config(REPO / "config" / "quickstart.yaml", ["DIGITS.mem_examples=20", "memory_sampling=class_balanced",
+                                                               "eval_passes=3", "SVHN.num_epochs=1"])
+    assert TrainSettings(base, "std").comparable_json() == TrainSettings(other, "std").comparable_json()
+    for memory in ("memory", "encoder_memory", "matching", "protonet"):
+        changed = {key.split(".")[0] for key in _differences(TrainSettings(base, memory), TrainSettings(other, memory))}
+        assert changed == {"DIGITS", "memory_sampling", "eval_passes"}, memory  # another dataset's section: none
+
+
+def _differences(a, b) -> list[str]:
+    from suite.config import settings_difference
+
+    return settings_difference(a.comparable_json(), b.comparable_json())
+
+
+@pytest.mark.parametrize("override, message", [
+    ("label_smoothing=2", "config key 'label_smoothing' must be a number from 0 to 1 (excluded), got 2"),
+    ("optimizer.momentum=5", "config key 'optimizer.momentum' must be a number from 0 to 1, got 5"),
+    ("optimizer.learning_rate=0", "config key 'optimizer.learning_rate' must be a number above 0, got 0"),
+])
+def test_values_a_typo_puts_out_of_range_are_refused(override, message):
+    from suite.cli import ConfigError
+    from suite.config import load_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(REPO / "config" / "quickstart.yaml", [override])
+
+
+def test_continue_train_says_what_it_keeps_and_what_it_goes_on_with(trained_cell, tmp_path):
+    """--continue_train names the finished runs it keeps, those beyond `runs`, a run resumed under another
+    eval_every, and milestones the epochs never reach."""
+    from suite.config import TrainSettings
+    from suite.training import train_cell, train_run
+
+    import shutil
+
+    folder, _, shared = trained_cell
+    shutil.copytree(shared.cell_folder, tmp_path / "models" / shared.cell_folder.relative_to(folder / "models"))
+    settings = TrainSettings(shared.config | {"models_dir": str(tmp_path / "models")}, shared.modality)
+    one = TrainSettings(settings.config | {"runs": 1, "eval_every": 1}, settings.modality)
+    printed = []
+    train_cell(one, continue_train=True, out=printed.append)
+    assert "Keeping finished run(s) 1 of 1" in printed
+    assert ("note: the cell also holds finished run(s) 2, beyond runs=1: they are kept but not counted here"
+            in printed)
+    assert ("note: 1 finished run(s) were trained with eval_every 0 (now 1); their metrics hold test accuracies as "
+            "those runs were asked (the curves say so)") in printed
+    four = TrainSettings(settings.config | {"runs": 3, "CIFAR10": settings.config["CIFAR10"] | {"num_epochs": 2}},
+                         settings.modality)
+
+    def stop(stats, state):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_run(four, 3, epoch_callbacks=[stop])  # run 3 interrupted after its first epoch, eval_every 0
+    lines = []
+    import suite.training as training
+
+    original = training.print_line
+    training.print_line = lines.append
+    try:
+        train_run(TrainSettings(four.config | {"eval_every": 2}, four.modality), 3)
+    finally:
+        training.print_line = original
+    assert [line for line in lines if "3.resume.pt" in line] == [
+        f"note: '{settings.cell_folder / '3.resume.pt'}' (epoch 1) was trained with eval_every 0, it goes on with "
+        "eval_every 2; their metrics hold test accuracies as those runs were asked (the curves say so)"]
+
+
+def test_output_paths_of_the_wrong_kind_are_refused_before_any_work(trained_cell, tmp_path):
+    from suite.commands import evaluate_checkpoint, memory_images
+    from suite.config import TrainSettings
+    from suite.training import check_cell
+
+    _, _, settings = trained_cell
+    with pytest.raises(UserError, match=r"--json='.*' is a folder; --json takes a file name"):
+        evaluate_checkpoint(str(settings.cell_folder / "1.pt"), ONE, json_path=str(tmp_path))
+    (tmp_path / "e.json").write_text("{}")
+    with pytest.raises(UserError, match=r"--out_dir: '.*e.json' is a file, not a folder"):
+        memory_images(str(settings.cell_folder / "1.pt"), ONE, out_dir=tmp_path / "e.json", out=lambda _: None)
+    with pytest.raises(UserError, match=r"models_dir: '.*e.json' is a file, not a folder \(in the path of"):
+        check_cell(TrainSettings(settings.config | {"models_dir": str(tmp_path / "e.json")}, settings.modality),
+                   False, False)
+
+
+def test_interrupted_scripts_say_what_is_kept_and_how_to_go_on(capsys):
+    from suite.cli import INTERRUPTED, INTERRUPTED_TRAINING, user_errors
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    for wrapped, expected in ((user_errors(interrupted), INTERRUPTED),
+                              (user_errors(interrupted=INTERRUPTED_TRAINING)(interrupted), INTERRUPTED_TRAINING)):
+        with pytest.raises(SystemExit) as exit_code:
+            wrapped(["script"])
+        assert exit_code.value.code == 130 and capsys.readouterr().err.strip() == expected
+    assert "--continue_train" not in INTERRUPTED
+
+
+def test_a_resume_file_given_as_a_checkpoint_says_what_it_is(tmp_path):
+    import torch
+
+    from suite.restore import folder_runs
+    from suite.run_files import load_checkpoint
+
+    torch.save({"settings": {}, "state": {}, "epochs": []}, tmp_path / "1.resume.pt")
+    with pytest.raises(UserError, match=r"1.resume.pt' is the resume file of an interrupted run .*train.py "
+                                        r"--continue_train"):
+        load_checkpoint(tmp_path / "1.resume.pt")
+    with pytest.raises(UserError, match=r"holds no run checkpoints \(<N>.pt\); it holds interrupted run\(s\) "
+                                        r"\(1.resume.pt\): finish them with train.py --continue_train"):
+        folder_runs(tmp_path, note=lambda _: None)
+
+
+def test_a_method_without_a_baseline_refuses_the_flag(trained_cell):
+    from suite.commands import heatmaps
+
+    _, _, settings = trained_cell
+    with pytest.raises(UserError, match="--baseline does not apply to --method=saliency, which uses no baseline"):
+        heatmaps(str(settings.cell_folder / "1.pt"), ONE, method="saliency", baseline="white", out=lambda _: None)
+
+
+def test_a_grid_run_from_another_folder_says_why_its_configs_are_not_found(tmp_path, monkeypatch):
+    from suite.cli import ConfigError
+    from suite.grid import make_plan
+    from suite.gridspec import load_grid
+
+    grid = load_grid(REPO / "config" / "ablation_memory.yaml", ["DIGITS.mem_examples=20"])
+    assert grid.override_notes() == ["note: DIGITS.mem_examples is swept by the grid: the sweep's values apply, not "
+                                     "the override's"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"config file 'config/quickstart.yaml' not found \(a grid file's relative "
+                                          rf"paths are read from the current folder, '{tmp_path}'"):
+        make_plan(grid)

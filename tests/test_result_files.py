@@ -107,9 +107,10 @@ def _changed(value):
 
 
 def test_every_option_of_the_counterfactual_search_names_its_results():
-    """Each field of the counterfactual settings and of the search (but the figure's size, and the range
-    the data option sets) changed alone gives its own suffix, and the defaults none: a new option must be
-    named too."""
+    """Each field of the counterfactual settings, of the search (but the figure's size, and the range the
+    data option sets) and of the autoencoders' training changed alone gives its own suffix, and the
+    defaults none: a new option must be named too."""
+    from suite.journal.autoencoders import AutoencoderTraining
     from suite.journal.counterfactual_quality import CounterfactualSettings
     from suite.journal.quality_commands import COUNTERFACTUAL_BATCH, counterfactual_options
     from suite.commands import result_name
@@ -128,13 +129,18 @@ def test_every_option_of_the_counterfactual_search_names_its_results():
         suffixes[name] = result_name("", counterfactual_options(dataclasses.replace(default, **{name: value}), None),
                                      baseline)
     suffixes["batch_size_test"] = result_name("", counterfactual_options(default, COUNTERFACTUAL_BATCH + 1), baseline)
+    for field in dataclasses.fields(AutoencoderTraining):  # the autoencoders the scores are computed with
+        trained = dataclasses.asdict(AutoencoderTraining()) | {field.name: _changed(getattr(AutoencoderTraining(),
+                                                                                          field.name))}
+        suffixes[f"autoencoder {field.name}"] = result_name("", counterfactual_options(default, None, trained), baseline)
     suffixes["figure_inputs"] = result_name("", counterfactual_options(dataclasses.replace(default, figure_inputs=1),
                                                                        None), baseline)
     assert suffixes.pop("figure_inputs") == ""  # the figure's size changes no number
     assert all(suffix.startswith("_") for suffix in suffixes.values()), suffixes
     assert len(set(suffixes.values())) == len(suffixes), suffixes
     assert set(suffixes) == {f.name for f in dataclasses.fields(default.search)} - {"feature_range"} | {
-        "target", "max_inputs", "data_feature_range", "batch_size_test"}
+        "target", "max_inputs", "data_feature_range", "batch_size_test"} | {
+        f"autoencoder {f.name}" for f in dataclasses.fields(AutoencoderTraining)}
 
 
 def test_each_figure_option_and_checkpoint_draws_into_its_own_folder(cell, tmp_path):

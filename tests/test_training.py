@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -292,9 +293,13 @@ def test_diverging_loss_stops_naming_run_and_epoch(tmp_path, tiny_dataset_dir, m
     section = {"num_classes": 10, "num_epochs": 3, "opt_milestones": [3], "mem_examples": 10, "validation_size": 20}
     settings = _settings(tmp_path, tiny_dataset_dir, modality, CIFAR10=section,
                          optimizer={"name": "sgd", "learning_rate": 1e12, "momentum": 0.9})
-    with pytest.raises(TrainingDiverged, match=r"in run 1, epoch [123]; nothing was saved"):
+    with pytest.raises(TrainingDiverged, match=r"in run 1, epoch [123]; that epoch was not saved") as error:
         train_run(settings, 1)
     assert not (settings.cell_folder / "1.pt").exists() and not list(finished_runs(settings.cell_folder).values())
+    epoch = int(re.search(r"epoch (\d)", str(error.value)).group(1))  # what the message says is what is there
+    assert (f"(the run's metrics and its resume file hold epochs 1-{epoch - 1})" if epoch > 1
+            else "(no epoch was saved)") in str(error.value)
+    assert [row["epoch"] for row in read_metrics(metrics_path(settings.cell_folder, 1))] == list(range(1, epoch))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])

@@ -431,8 +431,8 @@ BUGS: list[Bug] = [
         "progress lines off a terminal lose the loss", JOURNEY),
     bug("F5", "suite/config.py", "    return architectures.get_head_class(modality).uses_memory or key.rsplit",
         "    return True or key.rsplit", "a memory sweep trains Std once per swept value", JOURNEY, GRID),
-    bug("F6", "suite/grid.py", "                if key in trained and trained[key] != task.settings.config[key]:",
-        "                if key in trained and trained[key] != trained[key]:",
+    bug("F6", "suite/config.py", "if key in trained and key in current and trained[key] != current[key]]",
+        "if key in trained and key in current and trained[key] != trained[key]]",
         "finished runs reused under other non-science settings without a word", JOURNEY),
     Bug("F7", "grid.py", (
         Replacement("    runner.remove_finished_resume_files(plan)  # garbage, removed once every check has passed\n", ""),

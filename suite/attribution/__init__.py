@@ -24,6 +24,7 @@ class AttributionMethod:
     name: str
     title: str  # shown above each heat map
     attribute: Attribute
+    uses_baseline: bool = True  # False: --baseline does not apply (and does not name its figures)
 
     @property
     def options(self) -> dict[str, object]:
@@ -36,11 +37,11 @@ _METHODS: dict[str, AttributionMethod] = {}
 DEFAULT_METHOD = "integrated_gradients"
 
 
-def register_attribution(name: str, title: str) -> Callable[[Attribute], Attribute]:
+def register_attribution(name: str, title: str, uses_baseline: bool = True) -> Callable[[Attribute], Attribute]:
     def decorate(function: Attribute) -> Attribute:
         if name in _METHODS:
             raise ValueError(f"attribution method '{name}' is registered twice")
-        _METHODS[name] = AttributionMethod(name, title, function)
+        _METHODS[name] = AttributionMethod(name, title, function, uses_baseline)
         return function
 
     return decorate

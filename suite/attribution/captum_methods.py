@@ -26,7 +26,7 @@ def integrated_gradients(forward: Forward, inputs: tuple[Tensor, Tensor], baseli
                                                   internal_batch_size=internal_batch_size)
 
 
-@register_attribution("saliency", title="Saliency")
+@register_attribution("saliency", title="Saliency", uses_baseline=False)
 def saliency(forward: Forward, inputs: tuple[Tensor, Tensor], baselines: tuple[Tensor, Tensor],
              target: int) -> tuple[Tensor, Tensor]:
     """captum's Saliency: the absolute gradient of the logit (Simonyan et al.); needs no baseline."""

@@ -149,7 +149,7 @@ def train_run_autoencoders(restored, training: AutoencoderTraining = Autoencoder
             saved = load_torch_file(path, map_location="cpu")
             if saved.get("split") != identity or saved.get("training") != asdict(training):
                 raise UserError(f"'{path}' was trained with another split or other training settings "
-                                f"({saved.get('training')}); pass --overwrite to retrain")
+                                f"({saved.get('training')}, not {asdict(training)}); pass --overwrite to retrain")
             item = TrainedAutoencoder(name, path, False, saved["train_images"], saved["test_images"],
                                       saved["test_mse"], list(saved["train_losses"]))
         else:
@@ -186,7 +186,7 @@ def load_run_autoencoders(restored) -> RunAutoencoders:
         path = folder / f"{name}.pt"
         if not path.exists():
             raise UserError(f"autoencoder '{path}' not found; train the run's autoencoders first: "
-                            f"python train_autoencoders.py --path_models={restored.path.parent}")
+                            f"python3 train_autoencoders.py --path_models={restored.path.parent}")
         saved = load_torch_file(path, map_location=restored.device)
         if saved.get("format") != FORMAT or "state_dict" not in saved:
             raise CheckpointError(f"'{path}' is not an autoencoder file of this suite")

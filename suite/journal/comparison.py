@@ -58,8 +58,11 @@ class Row:
         return len(self.values)
 
 
-def read_votes(path: Path, runs: int, expected: dict) -> tuple[dict[int, dict], list[str]]:
-    """Runs 1..`runs` of a majority_vote.json evaluated with the `expected` settings, and notes."""
+def read_votes(path: Path, runs: int, expected: dict,
+               recorded: Mapping[int, float] | None = None) -> tuple[dict[int, dict], list[str]]:
+    """Runs 1..`runs` of a majority_vote.json evaluated with the `expected` settings and, given `recorded`
+    (run -> the accuracy of its record), on the checkpoint of that record: a vote computed before the run
+    was trained again (another recorded accuracy) or of a run without a record is left out. And notes."""
     if not path.is_file():
         return {}, []
     try:
@@ -67,16 +70,22 @@ def read_votes(path: Path, runs: int, expected: dict) -> tuple[dict[int, dict], 
                         "mvy_accuracy": float(r["mvy_accuracy"])} for r in json.loads(path.read_text())["runs"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return {}, [f"skipped '{path}': unreadable ({error.__class__.__name__})"]
-    kept, other, beyond = {}, set(), 0
+    kept, other, beyond, stale = {}, set(), 0, []
     for record in records:
         run = record["run"]
         if record.get("settings") != expected:
             other |= set(settings_difference(record.get("settings") or {}, expected))
         elif not 1 <= run <= runs:
             beyond += 1
+        elif recorded is not None and (run not in recorded or record.get("recorded_accuracy") != recorded[run]):
+            stale.append(run)
         else:
             kept[run] = record
     notes = []
+    if stale:
+        notes.append(f"'{path}': run(s) {', '.join(map(str, stale))} left out: voted with a checkpoint that the "
+                     "cell's records no longer hold (trained again, or deleted); recompute with "
+                     f"python3 eval_dir.py --majority_vote --path={path.parent}")
     if other:
         notes.append(f"'{path}': runs evaluated with other settings left out (differ in: {', '.join(sorted(other))})")
     if beyond:
@@ -84,9 +93,11 @@ def read_votes(path: Path, runs: int, expected: dict) -> tuple[dict[int, dict], 
     return kept, notes
 
 
-def collect_votes(grid: Grid, accuracies: Mapping[Cell, Sequence[float]],
-                  models_dir: Path) -> tuple[dict[Cell, dict[int, dict]], list[str]]:
-    """The usable majority-vote runs of every memory cell of the grid, and notes."""
+def collect_votes(grid: Grid, accuracies: Mapping[Cell, Sequence[float]], models_dir: Path,
+                  recorded: Mapping[Cell, Mapping[int, float]] | None = None
+                  ) -> tuple[dict[Cell, dict[int, dict]], list[str]]:
+    """The usable majority-vote runs of every memory cell of the grid (`recorded`: each cell's run ->
+    recorded accuracy, see `read_votes`), and notes."""
     names = grid.lenient_dataset_names()
     votes: dict[Cell, dict[int, dict]] = {}
     notes: list[str] = []
@@ -97,18 +108,19 @@ def collect_votes(grid: Grid, accuracies: Mapping[Cell, Sequence[float]],
         expected = settings.comparable_json()
         folder = cell_folder(models_dir, cell.dataset, cell.modality, cell.model, cell.train_examples,
                              settings.config["cell_tag"])
-        votes[cell], found_notes = read_votes(folder / MAJORITY_VOTE_FILE, grid.runs, expected)
+        votes[cell], found_notes = read_votes(folder / MAJORITY_VOTE_FILE, grid.runs, expected,
+                                              None if recorded is None else recorded.get(cell, {}))
         notes += found_notes
         if cell.modality in VOTED_MODALITIES and accuracies.get(cell) and not votes[cell]:
             notes.append(f"{cell.label}: no majority votes yet; compute them with "
-                         f"`python eval_dir.py --majority_vote --path={folder}`")
+                         f"`python3 eval_dir.py --majority_vote --path={folder}`")
     return votes, notes
 
 
-def comparison_rows(grid: Grid, accuracies: Mapping[Cell, Sequence[float]],
-                    models_dir: Path) -> tuple[list[Row], list[str]]:
+def comparison_rows(grid: Grid, accuracies: Mapping[Cell, Sequence[float]], models_dir: Path,
+                    recorded: Mapping[Cell, Mapping[int, float]] | None = None) -> tuple[list[Row], list[str]]:
     """The rows of every (dataset, model) of the grid: methods first, then majority votes; and notes."""
-    votes, notes = collect_votes(grid, accuracies, models_dir)
+    votes, notes = collect_votes(grid, accuracies, models_dir, recorded)
     rows: list[Row] = []
     sizes = grid.train_examples
     for dataset in grid.datasets:
@@ -184,11 +196,11 @@ def csv_text(rows: list[Row]) -> str:
     return buffer.getvalue()
 
 
-def comparison_files(grid: Grid, accuracies: Mapping[Cell, Sequence[float]],
-                     models_dir: str | Path) -> dict[str, tuple[str, bytes]]:
+def comparison_files(grid: Grid, accuracies: Mapping[Cell, Sequence[float]], models_dir: str | Path,
+                     recorded: Mapping[Cell, Mapping[int, float]] | None = None) -> dict[str, tuple[str, bytes]]:
     """kind -> (file name, content) of comparison.md and comparison.csv when `wanted` (else nothing); the
     report writes them with its other files."""
-    rows, notes = comparison_rows(grid, accuracies, Path(models_dir))
+    rows, notes = comparison_rows(grid, accuracies, Path(models_dir), recorded)
     if not wanted(grid, rows):
         return {}
     contents = {"comparison_markdown": markdown(grid, rows, notes), "comparison_csv": csv_text(rows)}

@@ -191,7 +191,8 @@ def counterfactual_run(restored, autoencoders: RunAutoencoders,
     order = generator(restored.seed, ORDER_STREAM, data.device) if data.spec.shuffle_test else None
     features = encode_test_set(model, data)
     for positions, memory, batch in memory_batches(model, data, features, sampler, order=order,
-                                                   limit=settings.max_inputs, description="counterfactuals"):
+                                                   limit=settings.max_inputs, log_every=1,
+                                                   description=f"run {restored.run}: counterfactual search (test batches)"):
         inputs, labels = data.test_inputs(positions), data.test.labels[positions]
         _explain_batch(model, batch, memory, inputs, positions, labels, autoencoders, latents, latent_labels,
                        options, settings, result)

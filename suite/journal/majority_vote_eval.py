@@ -41,6 +41,7 @@ from ..stats import mean_and_std
 from .comparison import MAJORITY_VOTE_FILE
 from .majority_vote import MajorityVoteTally, majority_votes, vote_counts
 from ..explain import memory_batches
+from ..run_files import check_output_file
 
 AUXILIARY_STREAM = "majority_vote_auxiliary"
 TIE_RULE = "unweighted votes of the positive-weight memory samples; a tie goes to the smallest class index"
@@ -147,6 +148,7 @@ def majority_vote_folder(folder: str, options: CheckpointOptions = DEFAULTS, pas
     (`json_path` "" writes nothing). Std models have no memory and are refused before any work."""
     if passes is not None and passes < 1:
         raise UserError(f"--passes must be at least 1, got {passes}")
+    check_output_file(json_path, "--json")
 
     def measure(restored) -> dict:
         count = passes or restored.settings.config["eval_passes"]

@@ -8,6 +8,7 @@ over the runs). Printing goes through `out` (stdout) and notes through `note` (s
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -16,7 +17,7 @@ from ..cli import UserError
 from ..commands import Printer, each_run, result_name, saved, stderr, write_results
 from ..figures import figure_png
 from ..restore import CheckpointOptions
-from ..run_files import write_output
+from ..run_files import load_torch_file, write_output
 from ..stats import mean_and_std
 from . import quality_tables as tables
 from .autoencoders import (
@@ -118,13 +119,16 @@ def train_autoencoders(folder: str, options: CheckpointOptions = CheckpointOptio
 
     results = each_run(folder, options, measure, require_memory=True, out=out, note=note)
     payload = results.payload(training=asdict(training))
-    saved(out, write_results(Path(folder) / FOLDER, "autoencoders", payload))
+    saved(out, [run["folder"] + "/" for run in results.runs] + write_results(Path(folder) / FOLDER, "autoencoders",
+                                                                              payload))
     return payload
 
 
 # ---- counterfactual_quality.py ------------------------------------------------------------------------
-def _check_autoencoders_exist(checkpoint: dict, path: Path) -> None:
-    """Fail before any work when a run has no autoencoders (their split is checked when loaded)."""
+def _check_autoencoders_exist(checkpoint: dict, path: Path) -> dict:
+    """Fail before any work when a run has no autoencoders (their split is checked when loaded); returns
+    the training settings they were made with, the same for every run (their numbers depend on them)."""
+    trainings = {}
     for run_path in sorted(Path(path).parent.glob("*.pt")):
         if not run_path.stem.isdigit():
             continue
@@ -132,7 +136,16 @@ def _check_autoencoders_exist(checkpoint: dict, path: Path) -> None:
             target = autoencoder_folder(run_path) / f"{name}.pt"
             if not target.exists():
                 raise UserError(f"autoencoder '{target}' not found; train the run's autoencoders first: "
-                                f"python train_autoencoders.py --path_models={run_path.parent}")
+                                f"python3 train_autoencoders.py --path_models={run_path.parent}")
+            trainings[target] = load_torch_file(target).get("training")
+    distinct: dict[str, Path] = {}
+    for target, training in trainings.items():
+        distinct.setdefault(json.dumps(training, sort_keys=True), target)
+    if len(distinct) > 1:
+        first, second = list(distinct.values())[:2]
+        raise UserError(f"the autoencoders were trained with different settings ('{first}': {trainings[first]}, "
+                        f"'{second}': {trainings[second]}); retrain them alike with train_autoencoders.py --overwrite")
+    return next(iter(trainings.values()), None) or {}
 
 
 def counterfactual_quality(folder: str,
@@ -146,13 +159,16 @@ def counterfactual_quality(folder: str,
     needs_memory_wrap = _memory_wrap_only("counterfactual quality (Memory Wrap's counterfactual comes from its "
                                           "sparse weights)")
 
+    naming: dict[str, str] = {}  # the files' suffix: set by `require`, before any run is measured
+
     def require(checkpoint: dict, path: Path) -> None:
         needs_memory_wrap(checkpoint, path)
-        _check_autoencoders_exist(checkpoint, path)
+        naming["autoencoders"] = _check_autoencoders_exist(checkpoint, path)
+        naming["suffix"] = result_name("", counterfactual_options(settings, options.batch_size_test,
+                                                                  naming["autoencoders"]),
+                                       counterfactual_options(CounterfactualSettings(), COUNTERFACTUAL_BATCH))
 
     input_rows: list[dict] = []
-    suffix = result_name("", counterfactual_options(settings, options.batch_size_test),
-                         counterfactual_options(CounterfactualSettings(), COUNTERFACTUAL_BATCH))
 
     def measure(restored) -> dict:
         result = counterfactual_run(restored, load_run_autoencoders(restored), settings)
@@ -162,8 +178,8 @@ def counterfactual_quality(folder: str,
         if result.figure:
             spec = restored.data.spec
             figure = counterfactual_figure(result.figure, spec.classes, spec, restored.settings.config["normalization"])
-            record["figure"] = str(write_output(Path(folder) / f"counterfactuals_run{restored.run}{suffix}.png",
-                                                figure_png(figure)))
+            record["figure"] = str(write_output(
+                Path(folder) / f"counterfactuals_run{restored.run}{naming['suffix']}.png", figure_png(figure)))
         input_rows.extend({"run": restored.run} | row for row in result.records)
         return record
 
@@ -186,9 +202,11 @@ def counterfactual_quality(folder: str,
     payload = results.payload(
         batch_size_test=results.settings.config["batch_size_test"], summary=summary,
         settings={"target": settings.target, "max_inputs": settings.max_inputs,
-                  "data_feature_range": settings.data_feature_range, "search": search},
+                  "data_feature_range": settings.data_feature_range, "search": search,
+                  "autoencoders": naming["autoencoders"]},
         scores={"im1": "lower is better", "iim1": "higher is better", "im2": "lower is better",
                 "l1": "distance to the input (normalised pixels)", "l2": "distance to the input"})
+    suffix = naming["suffix"]
     written = write_results(folder, f"counterfactual_quality{suffix}", payload,
                             tables=_counterfactual_tables(results.cell, payload, input_rows))
     inputs_csv = write_output(Path(folder) / f"counterfactual_quality_inputs{suffix}.csv", _inputs_csv(input_rows).encode())
@@ -198,6 +216,10 @@ def counterfactual_quality(folder: str,
             f"{tables.mean_std_text(s['im1']['mean'], s['im1']['std'], 3)} | IIM1 "
             f"{tables.mean_std_text(s['iim1']['mean'], s['iim1']['std'], 3)} | IM2 "
             f"{tables.mean_std_text(s['im2']['mean'], s['im2']['std'], 4)}")
+        scored = sum(r["methods"][method]["im1"] is not None for r in records)
+        if scored < len(records):  # a "± 0.000" over one run reads like agreement between runs
+            out(f"note: {CF_METHODS[method]}'s scores are over {scored} of {len(records)} runs (the others found no "
+                "counterfactual)")
     saved(out, written + [str(inputs_csv)] + [r["figure"] for r in records if r.get("figure")])
     return payload
 
@@ -206,12 +228,16 @@ SEARCH_OPTIONS = ("kappa", "beta", "gamma", "theta", "c_init", "c_steps", "max_i
                   "k", "l1_in_gradient")
 
 
-def counterfactual_options(settings: CounterfactualSettings, batch_size_test: int | None) -> dict:
-    """The options of counterfactual_quality.py that change its numbers (not --figure_inputs)."""
+def counterfactual_options(settings: CounterfactualSettings, batch_size_test: int | None,
+                           autoencoders: dict | None = None) -> dict:
+    """The options of counterfactual_quality.py that change its numbers (not --figure_inputs), and the
+    training of the autoencoders it scores with (`autoencoders`, default: train_autoencoders.py's defaults)."""
+    trained = asdict(AutoencoderTraining()) | (autoencoders or {})
     return ({"target": settings.target, "max_inputs": settings.max_inputs,
              "data_feature_range": settings.data_feature_range}
             | {name: getattr(settings.search, name) for name in SEARCH_OPTIONS}
-            | {"batch_size_test": batch_size_test or COUNTERFACTUAL_BATCH})
+            | {"batch_size_test": batch_size_test or COUNTERFACTUAL_BATCH}
+            | {f"autoencoder_{key}": value for key, value in trained.items()})
 
 
 def _sum_reasons(dicts) -> dict[str, int]:
