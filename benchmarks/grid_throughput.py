@@ -14,8 +14,9 @@ Two figures per row:
   seconds, which exclude a worker's start-up): workers / mean run seconds, against one worker's.
   Table 1's runs last minutes to hours, so this is the factor a long grid gets.
 - runs/h (wall): runs over the grid's whole wall time, start-up of the workers included.
---record keeps the best steady factor, its workers and MPS setting, in this GPU's profile of
-benchmarks/step_times.json, where `grid.py --dry_run` divides the one-at-a-time hours by it.
+--record keeps the best steady factor, its workers and MPS setting, under the encoder's name in this GPU's
+profile of benchmarks/step_times.json, where `grid.py --dry_run` divides each run's one-at-a-time hours
+by its own encoder's factor (encoders not measured get the lowest measured one, and the line says so).
 
 MPS: started with `nvidia-cuda-mps-control -d` (needs the right to do so on the machine) and
 stopped with `echo quit | nvidia-cuda-mps-control`; without it the MPS rows are skipped. One worker
@@ -95,12 +96,13 @@ def record(best: dict, reference: dict) -> None:
     profiles = json.loads(STEP_TIMES.read_text()) if STEP_TIMES.exists() else {"profiles": {}}
     key = hardware(torch.device("cuda:0"))
     entry = profiles["profiles"].setdefault(key, {"models": {}})
-    entry["grid"] = {"workers": best["workers"], "mps": best["mps"], "throughput": round(best["steady"], 2),
-                     "measured": date.today().isoformat(),
-                     "note": f"benchmarks/grid_throughput.py: {FLAGS.model} encoder_memory, 1,000 images, "
-                             f"{FLAGS.epochs} epochs; one worker's run {reference['run_seconds']:.1f} s"}
+    entry.setdefault("grid", {})[FLAGS.model] = {
+        "workers": best["workers"], "mps": best["mps"], "throughput": round(best["steady"], 2),
+        "measured": date.today().isoformat(),
+        "note": f"benchmarks/grid_throughput.py: {FLAGS.model} encoder_memory, 1,000 images, {FLAGS.epochs} epochs; "
+                f"one worker's run {reference['run_seconds']:.1f} s"}
     STEP_TIMES.write_text(json.dumps(profiles, indent=2, sort_keys=True) + "\n")
-    print(f"recorded in {STEP_TIMES}: {entry['grid']}", flush=True)
+    print(f"recorded in {STEP_TIMES}: {FLAGS.model} {entry['grid'][FLAGS.model]}", flush=True)
 
 
 def main(argv: list[str]) -> None:

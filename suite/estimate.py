@@ -8,9 +8,12 @@ them per hardware in benchmarks/step_times.json. A run's estimate is then
   + test batches x encoding time + passes x test batches x per-batch time (memory models).
 It ignores process start-up and data loading, and is as good as the profile's match to the run.
 
-A GPU profile may also hold `grid`: the steady throughput of several grid workers sharing the GPU
-against one (benchmarks/grid_throughput.py --record); the estimate then also gives the hours of the
-grid run that way (one-at-a-time hours / throughput).
+A GPU profile may also hold `grid`: per encoder, the steady throughput of several grid workers sharing
+the GPU against one (benchmarks/grid_throughput.py --model=NAME --record); the estimate then also gives
+the hours of the grid run that way, each run's one-at-a-time hours divided by its own encoder's factor.
+An encoder without a measured factor is given the lowest one measured (an encoder that keeps the GPU
+busier shares it worse, so the highest would flatter it), and the line names which factors were
+measured and which assumed.
 """
 from __future__ import annotations
 
@@ -34,15 +37,19 @@ class Estimate:
     unknown_models: tuple[str, ...]  # models of the plan the profile has no time for
     training_only: bool  # the profile has no evaluation costs
     unsized_datasets: tuple[str, ...] = ()  # datasets of the plan registered without nominal sizes
-    grid: dict | None = None  # the profile's measured grid throughput (workers, mps, throughput)
+    grid_hours: float | None = None  # the hours with several workers per GPU, each run at its encoder's factor
+    grid_measured: tuple[str, ...] = ()  # "model 12.64x (16 workers, MPS)" for the factors measured
+    grid_assumed: tuple[str, ...] = ()  # the plan's models without a measured factor
+    assumed_factor: float | None = None  # the factor they were given: the lowest measured
     resized: tuple[str, ...] = ()  # models of the plan with model_options (timed as their default size)
 
     def line(self) -> str:
         parts = [f"{self.hours:,.1f} device-hours for {self.runs} runs on {self.hardware} one run at a time"]
-        if self.grid:
-            parts[0] += (f"; {self.hours / self.grid['throughput']:,.1f} with {self.grid['workers']} workers per GPU"
-                         f"{' and MPS' if self.grid.get('mps') else ''} (measured {self.grid['throughput']:.2f}x "
-                         "the throughput of one)")
+        if self.grid_hours is not None:
+            parts[0] += (f"; {self.grid_hours:,.1f} with several workers per GPU (factors measured for "
+                         f"{', '.join(self.grid_measured)}"
+                         + (f"; assumed {self.assumed_factor:.2f}x, the lowest measured, for "
+                            f"{', '.join(self.grid_assumed)}" if self.grid_assumed else "") + ")")
         if self.training_only:
             parts.append("training only (the profile has no evaluation costs)")
         if self.unknown_models:
@@ -74,10 +81,19 @@ def run_seconds(settings: TrainSettings, times: dict) -> tuple[float, bool]:
     return seconds, True
 
 
+def grid_factors(profile: dict) -> dict[str, dict]:
+    """Encoder -> its measured grid throughput entry (workers, mps, throughput) of a profile."""
+    return {model: entry for model, entry in (profile.get("grid") or {}).items()
+            if isinstance(entry, dict) and entry.get("throughput")}
+
+
 def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: dict) -> Estimate:
     """The device-hours of the runs on `hardware`; runs it cannot estimate (a model without step times,
     a dataset registered without nominal sizes) are left out of the hours and named in the line."""
     total, runs, unknown, unsized, resized, with_eval = 0.0, 0, set(), set(), set(), True
+    factors = grid_factors(profile)
+    lowest = min((entry["throughput"] for entry in factors.values()), default=None)
+    shared, assumed, used = 0.0, set(), set()
     for settings in settings_of_runs:
         runs += 1
         if settings.config["model_options"]:
@@ -92,5 +108,12 @@ def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: 
         seconds, evaluated = run_seconds(settings, times)
         total += seconds
         with_eval &= evaluated
+        if lowest is not None:
+            measured = factors.get(settings.model)
+            (used if measured else assumed).add(settings.model)
+            shared += seconds / (measured["throughput"] if measured else lowest)
+    described = tuple(f"{model} {factors[model]['throughput']:.2f}x ({factors[model].get('workers', '?')} workers"
+                      f"{', MPS' if factors[model].get('mps') else ''})" for model in sorted(used))
     return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval, tuple(sorted(unsized)),
-                    profile.get("grid"), tuple(sorted(resized)))
+                    shared / 3600 if lowest is not None else None, described, tuple(sorted(assumed)),
+                    lowest if assumed else None, tuple(sorted(resized)))

@@ -54,11 +54,30 @@ def test_estimate_sums_runs_and_names_what_it_cannot_estimate():
 def test_a_measured_grid_throughput_divides_the_one_at_a_time_hours():
     runs = [_settings("encoder_memory")] * 4
     alone = estimate(runs, "Test GPU", PROFILE)
-    shared = estimate(runs, "Test GPU", PROFILE | {"grid": {"workers": 16, "mps": True, "throughput": 8.0}})
+    grid = {"mobilenet": {"workers": 16, "mps": True, "throughput": 8.0}}
+    shared = estimate(runs, "Test GPU", PROFILE | {"grid": grid})
     assert shared.hours == pytest.approx(alone.hours)  # the first figure stays the one-at-a-time hours
+    assert shared.grid_hours == pytest.approx(alone.hours / 8)
     assert shared.line().startswith(f"{alone.hours:,.1f} device-hours for 4 runs on Test GPU one run at a time; "
-                                    f"{alone.hours / 8:,.1f} with 16 workers per GPU and MPS (measured 8.00x")
-    assert "with" not in alone.line()
+                                    f"{alone.hours / 8:,.1f} with several workers per GPU (factors measured for "
+                                    "mobilenet 8.00x (16 workers, MPS))")
+    assert "with" not in alone.line() and alone.grid_hours is None
+
+
+def test_each_run_gets_its_own_encoders_factor_and_the_others_the_lowest_measured():
+    """Per encoder: mobilenet measured at 8x; resnet18 not measured, so it gets the lowest measured factor
+    (a 2x encoder's, not mobilenet's 8x: an encoder that keeps the GPU busier shares it worse), and the line
+    says which factors were measured and which assumed."""
+    mobile, resnet = _settings("encoder_memory"), _settings("encoder_memory", "model=resnet18")
+    grid = {"mobilenet": {"workers": 16, "mps": True, "throughput": 8.0},
+            "densenet": {"workers": 4, "mps": False, "throughput": 2.0}}
+    found = estimate([mobile, resnet, resnet], "Test GPU", PROFILE | {"grid": grid})
+    mobile_seconds = run_seconds(mobile, PROFILE["models"]["mobilenet"])[0]
+    resnet_seconds = run_seconds(resnet, PROFILE["models"]["resnet18"])[0]
+    assert found.grid_hours == pytest.approx((mobile_seconds / 8.0 + 2 * resnet_seconds / 2.0) / 3600)
+    assert found.grid_measured == ("mobilenet 8.00x (16 workers, MPS)",) and found.grid_assumed == ("resnet18",)
+    assert "(factors measured for mobilenet 8.00x (16 workers, MPS); assumed 2.00x, the lowest measured, for " \
+           "resnet18)" in found.line()
 
 
 def test_models_with_options_are_named_as_timed_by_their_default_size():

@@ -153,14 +153,15 @@ def test_original_suite_checkpoints_take_defaults_and_the_seed_from_the_name(run
 
 
 def test_configs_with_defaulted_keys_restore(runs, tmp_path):
-    """A validated config stores None for "the dataset's default validation size" (train.yaml's sections)."""
+    """A checkpoint's config with None for "the dataset's default validation size" (as earlier configs stored
+    it) restores with the dataset's value filled in (DIGITS: 100)."""
     checkpoint = load_checkpoint(runs.checkpoint("memory"))
     section = dict(checkpoint["config"]["CIFAR10"], validation_size=None)
     config = dict(checkpoint["config"], dataset_name="DIGITS", DIGITS=section)
     torch.save(dict(checkpoint, dataset_name="DIGITS", config=config), tmp_path / "1.pt")
     restored = restore_run(tmp_path / "1.pt", CPU)
     assert restored.seed == 0 and len(restored.data.train) == 100
-    assert restored.settings.config["DIGITS"]["validation_size"] is None
+    assert restored.settings.config["DIGITS"]["validation_size"] == 100
 
 
 def test_a_checkpoint_saved_on_a_gpu_opens_on_the_cpu(runs, tmp_path, monkeypatch):
