@@ -17,6 +17,7 @@ from architectures import MemoryWrapNet
 from conftest import run_script
 from suite import commands, explain, figures
 from suite.cli import UserError
+from suite.run_files import finished_runs
 from suite.data import MemorySampler, batch_transform
 from suite.explain import ExplanationCounts, ModelExplanation, count_explanations, select_memories
 from suite.restore import CheckpointOptions, restore_run
@@ -203,7 +204,8 @@ def test_explanation_accuracy_script(runs, tmp_path, modality):
     # Same numbers again in-process: every draw is seeded by the run.
     again = explain.explain_run(restore_run(folder / "1.pt", CPU), passes=5)
     assert again.as_dict() == {k: v for k, v in payload["runs"][0].items() if k not in ("run", "checkpoint", "seed",
-                                                                                "minutes")}
+                                                                                "minutes", "recorded_accuracy")}
+    assert payload["runs"][0]["recorded_accuracy"] == finished_runs(folder)[1]["accuracy"]  # the run it explained
 
 
 @torch.no_grad()
@@ -463,11 +465,11 @@ def test_memory_images_show_each_input_with_its_positive_weight_memories_in_weig
     shown = _capture_figures(monkeypatch)
     written = commands.memory_images(str(runs.checkpoint("memory")), FIGURE_CPU, max_images=5, images_dir=tmp_path,
                                      out=_quiet)
-    assert [p.name for p in written] == ["2.png", "4.png"] and len(shown) == 2
+    assert [p.name for p in written] == ["2.png", "5.png"] and len(shown) == 2  # 5 rounds up to whole figures
     restored = restore_run(runs.checkpoint("memory"), FIGURE_CPU)
     data, spec = restored.data, restored.data.spec
     sampler = data.memory_sampler("memory_images")  # one draw per figure, the inputs of a figure share it
-    for figure, positions in zip(shown, (torch.arange(0, 3), torch.arange(3, 5))):
+    for figure, positions in zip(shown, (torch.arange(0, 3), torch.arange(3, 6))):
         memory, _ = sampler.draw()
         inputs = data.test_inputs(positions)
         weights = _BrightnessModel.weights(inputs, memory)
@@ -631,3 +633,14 @@ def test_gradient_shap_heat_maps_are_seeded_by_the_run_and_leave_numpy_alone(run
     assert torch.equal(results[0].input_attribution, results[1].input_attribution)
     assert torch.equal(results[0].memory_attributions, results[1].memory_attributions)
     assert results[0].memory_attributions.shape == results[0].memory_images.shape
+
+
+def test_the_test_sets_last_figure_keeps_its_size_and_leaves_its_missing_columns_blank():
+    """Only the test set's end makes a figure of fewer inputs than --batch_size_test (--max_images rounds up to
+    whole figures): it keeps the full layout, its missing columns empty."""
+    images = torch.rand(2, 3, 8, 8)
+    figure = figures.memory_figure(images, ["Prediction:cat", "Prediction:dog"], [torch.rand(3, 3, 8, 8)] * 2, 3)
+    axes = figure.axes
+    assert [bool(axes[c].images) for c in range(3)] == [True, True, False]
+    assert [bool(axes[3 + c].images) for c in range(3)] == [True, True, False]
+    assert tuple(figure.get_size_inches()) == (6.0, 4.0)

@@ -438,7 +438,7 @@ def test_a_sweep_cell_is_an_ordinary_cell_for_every_script(sweep_grid, tmp_path)
     config = tmp_path / "cell.yaml"
     config.write_text(yaml.safe_dump(records[1]["config"]))
     again = run_script("train.py", "--modality=encoder_memory", f"--config={config}", "--continue_train", cwd=tmp_path)
-    assert again.returncode == 0 and again.stdout.count("Run:") == 2 and "epoch" not in again.stdout, again.stderr
+    assert again.returncode == 0 and again.stdout.count("Run:") == 2 and "| epoch " not in again.stdout, again.stderr
     rerun = grid_cli(f"--grid={path}", cwd=folder)
     assert rerun.returncode == 0 and "0 trained, 10 already done (skipped)" in rerun.stdout  # one Std cell
 

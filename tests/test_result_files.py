@@ -170,7 +170,7 @@ def test_each_figure_option_and_checkpoint_draws_into_its_own_folder(cell, tmp_p
         for option, value in get_method(method).options.items():
             base = {"n_steps": 2, "n_samples": 2}.get(option, value)
             outputs[f"{method} {option}"] = heat(method, **{option: _changed(base)})
-    outputs["baseline white"] = heat("saliency", baseline="white")
+    outputs["baseline white"] = heat("integrated_gradients", baseline="white")  # saliency uses no baseline
     outputs["heat-map batch"] = heat("saliency", batch=2)
     assert_all_distinct(outputs)
     assert len(outputs) == 3 + len(list_methods()) + sum(len(get_method(m).options) for m in list_methods()) + 2

@@ -428,10 +428,10 @@ def test_heat_maps_draw_m_then_a_per_input_in_test_order(monkeypatch):
     monkeypatch.setattr(explain, "explain_input", record)
     restored = SimpleNamespace(data=data, model=None, seed=0, settings=SimpleNamespace(config={"normalization": "paper"}))
     figures = []
-    assert explain.explain_inputs(restored, 12, "ones", figures.append) == 12
-    replay = draws(data, "heatmaps", 24)
-    assert seen == [(i, replay[2 * i], replay[2 * i + 1], i, label_of(i)) for i in range(12)]
-    assert [[item.index for item in figure] for figure in figures] == [list(range(10)), [10, 11]]
+    assert explain.explain_inputs(restored, 12, "ones", figures.append) == 20  # 12 rounds up to whole figures of 10
+    replay = draws(data, "heatmaps", 40)
+    assert seen == [(i, replay[2 * i], replay[2 * i + 1], i, label_of(i)) for i in range(20)]
+    assert [[item.index for item in figure] for figure in figures] == [list(range(10)), list(range(10, 20))]
 
 
 def test_majority_vote_uses_the_evaluation_memories_and_an_auxiliary_stream():

@@ -80,7 +80,7 @@ def test_two_identical_invocations_print_identical_numbers(tmp_path, tiny_datase
 ])
 def test_training_accuracy_on_record_is_over_every_input_seen(tmp_path, tiny_dataset_dir, monkeypatch, dataset,
                                                              train_examples, batch, drop_last):
-    """A model that predicts class 0 whatever it sees (and learns nothing: lr 0): each epoch's training
+    """A model that predicts class 0 whatever it sees (and learns nothing: lr 1e-12): each epoch's training
     accuracy is the share of class 0 among the subset's images, whatever the size of the last batch
     (metrics CSV and callbacks)."""
     import suite.training
@@ -99,7 +99,7 @@ def test_training_accuracy_on_record_is_over_every_input_seen(tmp_path, tiny_dat
     section = {"num_classes": 10, "num_epochs": 2, "opt_milestones": [], "mem_examples": 2,
                "validation_size": 10 if dataset == "CINIC10" else 20, "drop_last": drop_last}
     settings = _settings(tmp_path, tiny_dataset_dir, "std", dataset_name=dataset, train_examples=train_examples,
-                         batch_size_train=batch, runs=1, optimizer={"name": "sgd", "learning_rate": 0.0},
+                         batch_size_train=batch, runs=1, optimizer={"name": "sgd", "learning_rate": 1e-12},
                          **{dataset: section})
     labels = build_run_data(settings.config, 0).train.labels
     assert len(labels) == train_examples
