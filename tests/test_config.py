@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,93 @@ def test_devices_this_machine_lacks_are_one_line_errors(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(ConfigError, match="has 2 GPU"):
         resolve_device("cuda:2")
+
+
+# ---- every script's flag defaults, as the docs state them ----------------------------------------------
+SCRIPTS = ("train.py", "eval.py", "eval_dir.py", "explanation_accuracy.py", "generate_memory_images.py",
+           "generate_heatmaps.py", "grid.py", "explanation_quality.py", "train_autoencoders.py",
+           "counterfactual_quality.py")
+CHECKPOINT_SCRIPTS = SCRIPTS[1:6] + SCRIPTS[7:]
+DUMP_DEFAULTS = """
+import json, runpy, sys
+import absl.app, absl.logging  # their own flags are theirs, not a script's
+from absl import flags
+defaults = {}
+for script in sys.argv[1:]:
+    before = set(flags.FLAGS)
+    runpy.run_path(script, run_name="defaults_of_" + script)  # not __main__: defines the flags, runs nothing
+    new = sorted(set(flags.FLAGS) - before)
+    defaults[script] = {name: flags.FLAGS[name].default for name in new}
+    for name in new:
+        delattr(flags.FLAGS, name)
+print(json.dumps(defaults))
+"""
+
+
+def _documented(text: str):
+    """A documented default as a value: (required) / none -> None, YAML literals as themselves, and anything
+    described rather than given (the run's, the checkpoint's, a path pattern) -> None: computed at run time."""
+    text = text.strip().strip("`")
+    if text in ("(required)", "required", "none", ""):
+        return None
+    value = parse_yaml(text)
+    computed = isinstance(value, str) and (re.search(r"[ '<]|[A-Z]{2,}", value) is not None)  # a described path
+    return None if computed or not isinstance(value, (bool, int, float, str)) else value
+
+
+def _flag_rows(markdown: str, header: str) -> list[list[str]]:
+    table = markdown.split(header, 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]  # after the rule
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table]
+
+
+def _flag_name(cell: str) -> str:
+    return re.match(r"`--(\w+)", cell).group(1)
+
+
+def test_every_documented_flag_default_is_the_scripts():
+    """docs/config.md (train.py, the common checkpoint flags, the evaluation and explanation scripts),
+    docs/grid.md and docs/journal.md against the defaults each script's flags are defined with."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", DUMP_DEFAULTS, *SCRIPTS], cwd=REPO, capture_output=True, text=True,
+                            env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    defaults = json.loads(result.stdout.strip().splitlines()[-1])
+    config_md, grid_md, journal_md = ((REPO / "docs" / name).read_text() for name in ("config.md", "grid.md",
+                                                                                      "journal.md"))
+    documented: dict[tuple[str, str], str] = {}
+    for flag, default, _ in _flag_rows(config_md.split("## train.py flags")[1], "| flag | default | meaning |"):
+        documented[("train.py", _flag_name(flag))] = default
+    for flag, default, _ in _flag_rows(config_md.split("## Common checkpoint flags")[1], "| flag | default | meaning |"):
+        for script in CHECKPOINT_SCRIPTS:
+            if _flag_name(flag) != "batch_size_test":  # each script's own, below
+                documented[(script, _flag_name(flag))] = default
+    script = None
+    for cells in _flag_rows(config_md, "| script | flag | default | meaning |"):
+        script = cells[0].strip("`") or script
+        for name in [_flag_name(cells[1])] + re.findall(r"\(alias `--(\w+)`\)", cells[1]):
+            documented[(script, name)] = cells[2]
+    for flag, default, _ in _flag_rows(grid_md, "| flag | default | meaning |"):
+        documented[("grid.py", _flag_name(flag))] = default
+    for script_cell, flags_cell in _flag_rows(journal_md, "| script | flags (defaults) |"):
+        for flag, default in re.findall(r"`--(\w+)`(?: \(([^)]*)\))?", flags_cell):
+            documented[(script_cell.strip("`"), flag)] = re.split(r"[,;:=]| = ", default)[0].strip() if default \
+                else "false"
+    assert documented, "no flag tables found"
+    for (script, flag), text in documented.items():
+        assert flag in defaults[script], (script, flag, "documented but not a flag of the script")
+        given = defaults[script][flag] if defaults[script][flag] != [] else None  # repeatable flags: none given
+        assert given == _documented(text), (script, flag, text, given)
+    undocumented = {(s, f) for s, flags_ in defaults.items() for f in flags_} - set(documented)
+    assert not undocumented, sorted(undocumented)
+
+
+@pytest.mark.parametrize("config, overrides, dataset", [
+    ("quickstart.yaml", [], "DIGITS"), ("train.yaml", [], "SVHN"), ("train.yaml", ["dataset_name=CIFAR10"], "CIFAR10"),
+    ("vit.yaml", [], "CIFAR10")])
+def test_a_mistyped_section_key_is_suggested_in_the_section_of_the_configs_dataset(config, overrides, dataset):
+    """`num_epoch` means the epochs of the dataset the config trains on, whichever that is."""
+    with pytest.raises(ConfigError, match=rf"unknown config key 'num_epoch'; did you mean '{dataset}.num_epochs'\?"):
+        load_config(REPO / "config" / config, overrides + ["num_epoch=3"])

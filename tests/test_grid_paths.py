@@ -150,3 +150,19 @@ def test_a_requeued_slurm_task_started_in_another_folder_writes_where_the_grid_w
     monkeypatch.undo()
     assert _run_call(tmp_path / "requeued.pkl", requeue_folder) == [TRAINED]
     _assert_recorded_in(planned, 3, task_folder, requeue_folder)
+
+
+def test_the_suites_own_files_are_found_from_any_folder(tmp_path):
+    """What the suite reads of its own (the step-time profiles behind --dry_run's estimates) is found from
+    the installed tree, not the current folder: a dry run from another folder prints the same estimates."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"base_config": str(REPO / "config" / "train.yaml"), "datasets": ["SVHN"],
+                                    "models": ["mobilenet"], "train_examples": [1000], "modalities": ["std"],
+                                    "runs": 1, "overrides": [f"models_dir={tmp_path / 'models'}"]}))
+    outputs = []
+    for folder in (REPO, _elsewhere(tmp_path)):
+        result = subprocess.run([sys.executable, str(REPO / "grid.py"), f"--grid={grid}", "--dry_run"], cwd=folder,
+                                env=_environment(), capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        outputs.append([line for line in result.stdout.splitlines() if "device-hours" in line])
+    assert len(outputs[0]) > 1 and outputs[0] == outputs[1]  # the heading and one line per profile
