@@ -46,8 +46,9 @@ flags.DEFINE_integer("internal_batch_size", IG["internal_batch_size"],
 flags.DEFINE_integer("n_steps", IG["n_steps"], "integrated_gradients: interpolation steps.")
 flags.DEFINE_integer("n_samples", get_method("gradient_shap").options["n_samples"],
                      "gradient_shap: random points per input.")
-flags.DEFINE_string("out_dir", None, "Folder of the figures; default images/saliency/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/run<N>/<method>, with '_<option>=<value>' "
-                    "for each option that changes the figures and differs from its default.")
+flags.DEFINE_string("out_dir", None, "Folder of the figures; default "
+                    "images/saliency/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/run<N>/<method>, with "
+                    "'_<option>=<value>' for each option that changes the figures and differs from its default.")
 flags.DEFINE_bool("overwrite", False, "Replace the figures of another checkpoint or other options in the folder "
                   "(only the files its figures.json lists); without it such a folder is refused.")
 define_common_flags(HEATMAPS_PER_FIGURE, "Test inputs shown side by side in one figure (the original: 1).")

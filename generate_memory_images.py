@@ -21,9 +21,11 @@ from suite.restore import CheckpointOptions
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("path_model", None, "Checkpoint of a memory or encoder_memory model.")
-flags.DEFINE_integer("max_images", MEMORY_IMAGES_MAX, "Test inputs to draw (0 = the whole test set, as the original did).")
-flags.DEFINE_string("out_dir", None, "Folder of the figures; default images/mem_images/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/run<N>, with '_<option>=<value>' "
-                    "for each option that changes the figures and differs from its default.")
+flags.DEFINE_integer("max_images", MEMORY_IMAGES_MAX, "Test inputs to draw, rounded up to whole figures (0 = the "
+                     "whole test set, as the original did).")
+flags.DEFINE_string("out_dir", None, "Folder of the figures; default "
+                    "images/mem_images/DATASET/MODALITY/MODEL/TRAIN_EXAMPLES/run<N>, with '_<option>=<value>' for "
+                    "each option that changes the figures and differs from its default.")
 flags.DEFINE_bool("overwrite", False, "Replace the figures of another checkpoint or other options in the folder "
                   "(only the files its figures.json lists); without it such a folder is refused.")
 define_common_flags(MEMORY_IMAGES_PER_FIGURE, "Test inputs per figure (they share one memory draw).")

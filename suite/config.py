@@ -129,6 +129,7 @@ TOP_LEVEL: dict[str, tuple[Callable[[Any], str | None], Any]] = {
     "tensorboard": (_bool, False),
     "cell_tag": (_text, ""),  # a cell folder of its own: TRAIN_EXAMPLES@cell_tag (the grid's sweeps set it)
 }
+DEFAULT_DATASET = TOP_LEVEL["dataset_name"][1]
 # Keys that change how a run executes, not its numbers (beyond float rounding): a run may resume,
 # and a grid may count a finished run, under other values of these.
 EXECUTION_KEYS = ("runs", "save", "models_dir", "dataset_dir", "download", "device", "compile", "compile_mode",
@@ -254,7 +255,7 @@ def validate(raw: Any, dataset_names: list[str], model_names: list[str] | None =
     top = {k: v for k, v in raw.items() if k not in sections and k != "optimizer"}
     unknown = sorted(set(top) - set(TOP_LEVEL))
     if unknown:
-        raise ConfigError(_unknown_top_level(unknown[0], dataset_names, raw.get("dataset_name", TOP_LEVEL["dataset_name"][1])))
+        raise ConfigError(_unknown_top_level(unknown[0], dataset_names, raw.get("dataset_name", DEFAULT_DATASET)))
     config = _check_section(top, TOP_LEVEL, "")
     config["optimizer"] = _check_section(raw.get("optimizer", {}), OPTIMIZER, "optimizer.")
     if config["dataset_name"] not in dataset_names:
@@ -292,7 +293,7 @@ def apply_override(raw: dict, assignment: str, dataset_names: list[str]) -> None
     head = parts[0]
     if len(parts) == 1:
         if head not in TOP_LEVEL and head != "optimizer" and head not in dataset_names:
-            raise ConfigError(_unknown_top_level(key, dataset_names, raw.get("dataset_name", TOP_LEVEL["dataset_name"][1])))
+            raise ConfigError(_unknown_top_level(key, dataset_names, raw.get("dataset_name", DEFAULT_DATASET)))
     elif head == "optimizer" or head in dataset_names:
         schema = OPTIMIZER if head == "optimizer" else DATASET_SECTION
         if len(parts) != 2 or parts[1] not in schema:

@@ -584,7 +584,8 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
     paths = {kind: write_output(out_dir / name, data) for kind, (name, data) in contents.items()}
     paths["curves"] = [write_output(out_dir / name, data) for name, data in curves.items()]
     names = sorted([name for name, _ in contents.values()] + list(curves))
-    write_output(out_dir / REPORT_MANIFEST, (json.dumps({"grid": str(grid.path), "files": names}, indent=1) + "\n").encode())
+    manifest = {"grid": str(grid.path), "files": names}
+    write_output(out_dir / REPORT_MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     for stale in sorted(set(previous) - set(names)):  # files of an earlier report this one no longer has
         (out_dir / stale).unlink(missing_ok=True)
     return collected, paths

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from pathlib import Path
 
 from .gridspec import Cell, Sweep, frozen, sweep_tag, value_text
 from .figures import MODALITY_COLORS, figure_png, wrapped
@@ -127,8 +126,8 @@ def sweep_figure(collected, key: str, values: tuple):
                 axis.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color,
                                   alpha=0.18, linewidth=0)
         dataset, model, size, rest = panel
-        axis.set_title(wrapped(f"{dataset} · {model_display_name(model)} · {size}" + (f"\n{sweep_tag(rest)}" if rest else ""),
-                               PANEL_INCHES, 9), fontsize=9)
+        title = f"{dataset} · {model_display_name(model)} · {size}" + (f"\n{sweep_tag(rest)}" if rest else "")
+        axis.set_title(wrapped(title, PANEL_INCHES, 9), fontsize=9)
         axis.set_xticks(x)
         axis.set_xticklabels([value_text(v) for v in values])
         axis.set_xlabel(key)

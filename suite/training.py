@@ -180,7 +180,8 @@ class TrainingProgress:
 
 # ---- one epoch ------------------------------------------------------------------------------
 def train_epoch(state: RunState, criterion: torch.nn.Module, use_amp: bool, description: str,
-                progress: TrainingProgress | None = None, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+                progress: TrainingProgress | None = None,
+                epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """One pass over the training batches: (loss sum, correct count) on the device, steps, inputs seen."""
     model, data, optimizer, scaler = state.model, state.data, state.optimizer, state.scaler
     model.train()
@@ -372,8 +373,8 @@ def train_run(settings: TrainSettings, run: int, device: torch.device | None = N
     the run is already recorded (checked under the lock: concurrent workers never train a run twice).
     `epoch_callbacks(stats, state)` are called after each epoch's resume file is written. `prepared`:
     this run's `preflight`, when the caller made it already. `log_every`: progress lines (see
-    `TrainingProgress`, whose lines start with `label`, default "Run N"). Writes `<run>.metrics.csv` as it trains, then `<run>.pt` (if `save`) and the
-    record `<run>.json`.
+    `TrainingProgress`, whose lines start with `label`, default "Run N"). Writes `<run>.metrics.csv` as it
+    trains, then `<run>.pt` (if `save`) and the record `<run>.json`.
     """
     device = device or resolve_device(settings.config["device"])
     folder = settings.cell_folder
@@ -487,7 +488,8 @@ def subset_note(settings: TrainSettings, data: RunData) -> str | None:
 
 
 def train_cell(settings: TrainSettings, continue_train: bool = False, overwrite: bool = False,
-               log_every: int = 0, device: torch.device | None = None, out: Callable[[str], None] = print) -> list[float]:
+               log_every: int = 0, device: torch.device | None = None,
+               out: Callable[[str], None] = print) -> list[float]:
     """Runs 1..runs of a cell, as train.py does; returns the accuracies in run order.
 
     Every check that can fail (folder, config against the dataset, model, data, memory size, other

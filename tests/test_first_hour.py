@@ -14,11 +14,9 @@ mistakes. One test per surprise a first walk-through met (issue 25); each failed
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -107,7 +105,7 @@ def test_overwrite_deletes_nothing_until_every_check_has_passed(trained_cell, mo
 
 def test_overwrite_refuses_while_another_process_trains_the_cell(trained_cell, tmp_path):
     """A live process holding a run's lock (a grid worker, another train.py): nothing is deleted."""
-    from suite.run_files import RunBusy, acquire
+    from suite.run_files import RunBusy
     from suite.training import train_cell
 
     folder, path, settings = trained_cell

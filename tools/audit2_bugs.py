@@ -226,8 +226,8 @@ BUGS: list[Bug] = [
         "the config file's other keys fall back to the defaults (the ViT recipe's Adam becomes SGD)"),
     # shown: train.py --config=config/quickstart.yaml --set num_epoch=1: "did you mean 'DIGITS.num_epochs'?" -> "... 'SVHN.num_epochs'?"
     bug("B34", "suite/config.py",
-        '_unknown_top_level(key, dataset_names, raw.get("dataset_name", TOP_LEVEL["dataset_name"][1]))',
-        '_unknown_top_level(key, dataset_names, TOP_LEVEL["dataset_name"][1])',
+        '_unknown_top_level(key, dataset_names, raw.get("dataset_name", DEFAULT_DATASET))',
+        '_unknown_top_level(key, dataset_names, DEFAULT_DATASET)',
         "a mistyped --set key is corrected to the default dataset's section (SVHN.num_epochs) instead of "
         "the config's dataset's"),
     # shown: load_grid('config/ablation_memory.yaml').cells(): 21 cells (1 std) -> 25 cells (5 std)

@@ -192,7 +192,7 @@ def counterfactual_run(restored, autoencoders: RunAutoencoders,
     features = encode_test_set(model, data)
     for positions, memory, batch in memory_batches(model, data, features, sampler, order=order,
                                                    limit=settings.max_inputs, log_every=1,
-                                                   description=f"run {restored.run}: counterfactual search (test batches)"):
+                                                   description=f"run {restored.run}: counterfactual search"):
         inputs, labels = data.test_inputs(positions), data.test.labels[positions]
         _explain_batch(model, batch, memory, inputs, positions, labels, autoencoders, latents, latent_labels,
                        options, settings, result)

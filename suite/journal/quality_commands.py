@@ -209,7 +209,8 @@ def counterfactual_quality(folder: str,
     suffix = naming["suffix"]
     written = write_results(folder, f"counterfactual_quality{suffix}", payload,
                             tables=_counterfactual_tables(results.cell, payload, input_rows))
-    inputs_csv = write_output(Path(folder) / f"counterfactual_quality_inputs{suffix}.csv", _inputs_csv(input_rows).encode())
+    inputs_csv = write_output(Path(folder) / f"counterfactual_quality_inputs{suffix}.csv",
+                              _inputs_csv(input_rows).encode())
     for method in CF_METHODS:
         s = summary[method]
         out(f"{CF_METHODS[method]}: {s['found']}/{s['inputs']} found | IM1 "
