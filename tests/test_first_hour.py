@@ -221,6 +221,8 @@ STEP_LINE = re.compile(r"^Run 1 \| epoch 1/1 \| step (\d+)/(\d+) \| loss \d+\.\d
 def test_a_log_shows_loss_learning_rate_speed_and_time_left(digits_run):
     """Off a terminal (captured output), --log_interval=1: a line per step with every figure a user
     follows; the last says no time is left."""
+    from suite.run_files import read_metrics
+
     _, result = digits_run
     lines = [line for line in result.stdout.splitlines() if line.startswith("Run 1 | epoch")]
     matched = [STEP_LINE.match(line) for line in lines]
@@ -228,6 +230,10 @@ def test_a_log_shows_loss_learning_rate_speed_and_time_left(digits_run):
     steps = [int(m.group(1)) for m in matched]
     assert steps == [1, 2, 3, 4, 5] and matched[0].group(2) == "5"  # 40 digits in batches of 8
     assert lines[-1].endswith("left ~0:00:00")
+    # the loss shown is the epoch's mean so far: after its last step, the epoch's loss on record
+    folder, _ = digits_run
+    (row,) = read_metrics(folder / "models/DIGITS/std/vit/5000/1.metrics.csv")
+    assert re.search(r"\| loss (\S+) \|", lines[-1]).group(1) == f"{row['loss']:.4f}"
 
 
 # ---- 3. figures never mix -------------------------------------------------------------------------------
