@@ -738,3 +738,26 @@ def test_a_grid_run_from_another_folder_says_why_its_configs_are_not_found(tmp_p
     with pytest.raises(ConfigError, match=r"config file 'config/quickstart.yaml' not found \(a grid file's relative "
                                           rf"paths are read from the current folder, '{tmp_path}'"):
         make_plan(grid)
+
+
+def test_a_grid_stopped_with_ctrl_c_leaves_no_lock_behind(tmp_path):
+    """Ctrl-C stops the grid's workers; each releases its run's lock on the way out (a stale lock would
+    only be broken later), keeps its finished epochs, and the grid says how to go on."""
+    import signal
+    import time
+
+    from test_grid import grid_env, write_tiny_grid
+
+    path = write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=2, epochs=200)
+    process = subprocess.Popen([sys.executable, str(REPO / "grid.py"), f"--grid={path}", "--workers=2"],
+                               cwd=tmp_path, env=grid_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    models = tmp_path / "models"
+    deadline = time.monotonic() + 120
+    while len(list(models.rglob("*.resume.pt"))) < 2:  # both workers have finished an epoch
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    assert len(list(models.rglob("*.lock"))) == 2
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "rerun the same command to resume" in stderr
+    assert not list(models.rglob("*.lock")) and len(list(models.rglob("*.resume.pt"))) == 2
