@@ -133,11 +133,16 @@ def sweep_figure(collected, key: str, values: tuple):
         axis.set_xlabel(key)
         axis.set_ylabel("test accuracy (%)")
         axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=8)
     for axis in axes[len(panels):]:
         axis.set_visible(False)
     figure.suptitle(wrapped(f"Grid {grid.name}: accuracy against {key}, mean and 95 % CI over runs", figure, 11),
                     fontsize=11)
+    legend = {}  # one legend under the panels, so that none covers a line; every modality any panel drew
+    for axis in axes[:len(panels)]:
+        legend.update(zip(*reversed(axis.get_legend_handles_labels())))
+    if legend:
+        figure.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=len(legend), fontsize=9,
+                      frameon=False)
     return figure
 
 

@@ -414,6 +414,10 @@ def test_a_sweep_trains_std_once_and_the_report_draws_it_as_a_reference(tmp_path
     figure = sweep_figure(collected, "DIGITS.mem_examples", (5, 10))
     reference = [line for axis in figure.axes for line in axis.lines if line.get_label().startswith("Std")]
     assert len(reference) == 2 and all(set(line.get_ydata()) == {std.summary.mean} for line in reference)
+    # one legend under the panels (a legend inside a panel covered the Std line), naming every modality once
+    assert not any(axis.get_legend() for axis in figure.axes) and len(figure.legends) == 1
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [
+        "Std (reads no DIGITS.mem_examples)", "Only Memory"]
     assert sorted(p.name for p in paths["curves"]) == sorted(
         f"DIGITS_vit_40@DIGITS.mem_examples={m},memory_sampling={s}.png" for m in (5, 10)
         for s in ("uniform", "class_balanced"))
