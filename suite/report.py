@@ -29,7 +29,7 @@ from pathlib import Path
 from architectures import modality_display_name, model_display_name  # what tables call them (registries)
 
 from .cli import UserError
-from .config import settings_difference
+from .config import cell_folder, settings_difference
 from .gridspec import Cell, Grid, Sweep, frozen, sweep_tag
 from .figures import MODALITY_COLORS, figure_png, wrapped
 from .run_files import check_output_folder, finished_runs, record_folders, record_path, write_output
@@ -114,13 +114,16 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
     """Read every run record under the models folder and group the grid's records by cell."""
     names = grid.lenient_dataset_names()
     cells = grid.cells()
-    expected = {}
+    expected, tags = {}, {}
     folder_of_config = None
     for cell in cells:
         settings = grid.cell_settings(cell, names, list(grid.models))  # lenient names: no dataset files read
-        expected[cell] = settings.comparable_json()
+        expected[cell], tags[cell] = settings.comparable_json(), settings.config["cell_tag"]
         folder_of_config = folder_of_config or Path(settings.config["models_dir"])
     root = Path(models_dir) if models_dir is not None else folder_of_config
+    own_folder = {cell: cell_folder(root, cell.dataset, cell.modality, cell.model, cell.train_examples, tags[cell])
+                  .resolve() for cell in cells}
+    elsewhere: dict[Path, int] = defaultdict(int)  # records of a grid cell found outside its folder: copies
     found: dict[Cell, dict[int, dict]] = defaultdict(dict)
     run_folders: dict[Cell, dict[int, Path]] = defaultdict(dict)
     other_settings: dict[Cell, tuple[int, set[str]]] = {}
@@ -144,6 +147,8 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
                 continue
             if cell not in expected:
                 outside += 1
+            elif folder.resolve() != own_folder[cell]:
+                elsewhere[folder] += 1
             elif record.get("settings") != expected[cell]:
                 count, keys = other_settings.get(cell, (0, set()))
                 keys |= set(settings_difference(record.get("settings") or {}, expected[cell]))
@@ -158,6 +163,10 @@ def collect(grid: Grid, models_dir: str | Path | None = None) -> Collected:
     for cell, (count, keys) in sorted(other_settings.items()):
         notes.append(f"{cell.label}: {count} record(s) left out, trained with other settings "
                      f"(differ in: {', '.join(sorted(keys))})")
+    if elsewhere:
+        shown = ", ".join(f"'{folder}'" for folder in sorted(elsewhere)[:3]) + (", ..." if len(elsewhere) > 3 else "")
+        notes.append(f"{sum(elsewhere.values())} record(s) of this grid's cells left out: they lie outside their "
+                     f"cell's folder (copies, or another models folder inside this one): {shown}")
     if outside:
         notes.append(f"{outside} record(s) under '{root}' belong to cells outside this grid")
     if beyond:

@@ -765,3 +765,32 @@ def test_a_grid_stopped_with_ctrl_c_leaves_no_lock_behind(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "rerun the same command to resume" in stderr
     assert not list(models.rglob("*.lock")) and len(list(models.rglob("*.resume.pt"))) == 2
+
+
+def test_the_report_reads_each_cell_from_its_own_folder_only(tmp_path):
+    """A backup copy of a cell folder (with an edited record) and another models folder inside this one
+    hold records of the grid's cells: the report leaves them out and says where they are, instead of
+    letting the copy replace a run."""
+    import shutil
+
+    from suite.grid import make_plan
+    from suite.gridspec import load_grid
+    from suite.report import collect
+    from suite.training import train_run
+    from test_grid import write_tiny_grid
+
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=1))
+    for task in make_plan(grid).todo:
+        train_run(task.settings, task.run)
+    models = tmp_path / "models"
+    cell = models / "DIGITS" / "std" / "vit" / "40"
+    real = json.loads((cell / "1.json").read_text())["accuracy"]
+    backup = cell.parent / "40_backup"
+    shutil.copytree(cell, backup)
+    record = json.loads((backup / "1.json").read_text())
+    (backup / "1.json").write_text(json.dumps(record | {"accuracy": 55.0}))
+    shutil.copytree(models / "DIGITS", models / "old" / "DIGITS")
+    collected = collect(grid)
+    assert collected.stats[grid.cell("DIGITS", "vit", 40, "std")].accuracies == (real,)
+    note = next(n for n in collected.notes if "outside their cell's folder" in n)
+    assert note.startswith("3 record(s)") and str(backup) in note and str(models / "old") in note
