@@ -42,14 +42,16 @@ class Estimate:
     grid_assumed: tuple[str, ...] = ()  # the plan's models without a measured factor
     assumed_factor: float | None = None  # the factor they were given: the lowest measured
     resized: tuple[str, ...] = ()  # models of the plan with model_options (timed as their default size)
+    estimated_runs: int = 0  # the runs the hours count (the others are named: unknown model, unsized dataset)
 
     def line(self) -> str:
-        parts = [f"{self.hours:,.1f} device-hours for {self.runs} runs on {self.hardware} one run at a time"]
+        counted = f"{self.runs}" if self.estimated_runs == self.runs else f"{self.estimated_runs} of {self.runs}"
+        parts = [f"{self.hours:,.1f} device-hours for {counted} runs on {self.hardware} one run at a time"]
         if self.grid_hours is not None:
-            parts[0] += (f"; {self.grid_hours:,.1f} with several workers per GPU (factors measured for "
-                         f"{', '.join(self.grid_measured)}"
-                         + (f"; assumed {self.assumed_factor:.2f}x, the lowest measured, for "
-                            f"{', '.join(self.grid_assumed)}" if self.grid_assumed else "") + ")")
+            factors = ([f"factors measured: {', '.join(self.grid_measured)}"] if self.grid_measured else []) + (
+                [f"assumed {self.assumed_factor:.2f}x, the lowest measured, for {', '.join(self.grid_assumed)}"]
+                if self.grid_assumed else [])
+            parts[0] += f"; {self.grid_hours:,.1f} with several workers per GPU ({'; '.join(factors)})"
         if self.training_only:
             parts.append("training only (the profile has no evaluation costs)")
         if self.unknown_models:
@@ -93,7 +95,7 @@ def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: 
     total, runs, unknown, unsized, resized, with_eval = 0.0, 0, set(), set(), set(), True
     factors = grid_factors(profile)
     lowest = min((entry["throughput"] for entry in factors.values()), default=None)
-    shared, assumed, used = 0.0, set(), set()
+    shared, assumed, used, estimated = 0.0, set(), set(), 0
     for settings in settings_of_runs:
         runs += 1
         if settings.config["model_options"]:
@@ -107,6 +109,7 @@ def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: 
             continue
         seconds, evaluated = run_seconds(settings, times)
         total += seconds
+        estimated += 1
         with_eval &= evaluated
         if lowest is not None:
             measured = factors.get(settings.model)
@@ -116,4 +119,4 @@ def estimate(settings_of_runs: Iterable[TrainSettings], hardware: str, profile: 
                       f"{', MPS' if factors[model].get('mps') else ''})" for model in sorted(used))
     return Estimate(hardware, total / 3600, runs, tuple(sorted(unknown)), not with_eval, tuple(sorted(unsized)),
                     shared / 3600 if lowest is not None else None, described, tuple(sorted(assumed)),
-                    lowest if assumed else None, tuple(sorted(resized)))
+                    lowest if assumed else None, tuple(sorted(resized)), estimated)

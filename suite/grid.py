@@ -217,7 +217,9 @@ def cell_lines(plan: Plan, profiles: dict) -> list[str]:
         if resumable:
             line += f" ({resumable} resume)"
         if tasks and chosen:
-            line += f", {estimate((t.settings for t in tasks), *chosen).hours:,.2f} h"
+            found = estimate((t.settings for t in tasks), *chosen)
+            line += (f", {found.hours:,.2f} h" if found.estimated_runs else
+                     f", n/a ({', '.join(found.unknown_models) or ', '.join(found.unsized_datasets)} not in the profile)")
         lines.append(line)
     return lines
 

@@ -46,8 +46,8 @@ def test_estimate_sums_runs_and_names_what_it_cannot_estimate():
     expected = run_seconds(runs[0], PROFILE["models"]["mobilenet"])[0] + 40 * 7 * 1.0 * 128 / 228
     assert found.hours == pytest.approx(expected / 3600) and found.runs == 3
     assert found.unknown_models == ("vit",) and found.training_only  # resnet18's profile has no eval costs
-    assert found.line().startswith(f"{expected / 3600:,.1f} device-hours for 3 runs on Test GPU one run at a time; "
-                                   "training only")
+    assert found.line().startswith(f"{expected / 3600:,.1f} device-hours for 2 of 3 runs on Test GPU one run at a "
+                                   "time; training only")  # the hours count 2 runs: vit has no step times
     assert "without vit (not in the profile)" in found.line()
 
 
@@ -59,7 +59,7 @@ def test_a_measured_grid_throughput_divides_the_one_at_a_time_hours():
     assert shared.hours == pytest.approx(alone.hours)  # the first figure stays the one-at-a-time hours
     assert shared.grid_hours == pytest.approx(alone.hours / 8)
     assert shared.line().startswith(f"{alone.hours:,.1f} device-hours for 4 runs on Test GPU one run at a time; "
-                                    f"{alone.hours / 8:,.1f} with several workers per GPU (factors measured for "
+                                    f"{alone.hours / 8:,.1f} with several workers per GPU (factors measured: "
                                     "mobilenet 8.00x (16 workers, MPS))")
     assert "with" not in alone.line() and alone.grid_hours is None
 
@@ -76,8 +76,12 @@ def test_each_run_gets_its_own_encoders_factor_and_the_others_the_lowest_measure
     resnet_seconds = run_seconds(resnet, PROFILE["models"]["resnet18"])[0]
     assert found.grid_hours == pytest.approx((mobile_seconds / 8.0 + 2 * resnet_seconds / 2.0) / 3600)
     assert found.grid_measured == ("mobilenet 8.00x (16 workers, MPS)",) and found.grid_assumed == ("resnet18",)
-    assert "(factors measured for mobilenet 8.00x (16 workers, MPS); assumed 2.00x, the lowest measured, for " \
+    assert "(factors measured: mobilenet 8.00x (16 workers, MPS); assumed 2.00x, the lowest measured, for " \
            "resnet18)" in found.line()
+    # a plan none of whose encoders was measured says so, with nothing left blank
+    only_assumed = estimate([resnet], "Test GPU", PROFILE | {"grid": grid})
+    assert only_assumed.grid_measured == () and "with several workers per GPU (assumed 2.00x, the lowest measured, " \
+           "for resnet18)" in only_assumed.line()
 
 
 def test_models_with_options_are_named_as_timed_by_their_default_size():
@@ -94,6 +98,7 @@ def test_runs_without_nominal_sizes_or_step_times_are_named_not_estimated(monkey
     found = estimate(runs, "Test GPU", PROFILE)
     assert found.hours == pytest.approx(run_seconds(runs[0], PROFILE["models"]["mobilenet"])[0] / 3600)
     assert found.runs == 3 and found.unknown_models == ("vit",) and found.unsized_datasets == ("DIGITS",)
+    assert found.estimated_runs == 1 and " device-hours for 1 of 3 runs " in found.line()
     assert found.line().endswith("; without vit (not in the profile); without DIGITS (the dataset has no nominal "
                                  "sizes)")
     bare = estimate(runs, "Test GPU", {"measured": "2024-05-01"})  # a profile without step times

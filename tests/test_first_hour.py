@@ -387,6 +387,27 @@ def test_a_dry_run_prints_a_line_per_cell_and_runs_only_on_request():
     assert lines[-1] == "(--list_runs: a line per run)"
 
 
+def test_a_dry_run_names_the_runs_it_cannot_estimate_on_every_line(tmp_path):
+    """A new encoder has no step times: the totals count the runs they estimate ("2 of 4 runs"), its cells
+    say n/a instead of 0.00 h, and a plan none of whose encoders has a measured grid factor leaves nothing
+    blank in the line."""
+    from suite.grid import dry_run_lines, make_plan
+    from suite.gridspec import load_grid
+    from test_grid import write_tiny_grid
+
+    grid = load_grid(write_tiny_grid(tmp_path, models=("shufflenet", "vit"), sizes=(40,), modalities=("std",)))
+    profile = {"measured": "today", "models": {"vit": {"train_step": 1.0}},
+               "grid": {"densenet": {"workers": 16, "mps": True, "throughput": 4.0}}}
+    lines = dry_run_lines(make_plan(grid), {"profiles": {"Test GPU": profile}})
+    total = next(line for line in lines if "device-hours for" in line)
+    assert " device-hours for 2 of 4 runs on Test GPU one run at a time; " in total
+    assert "with several workers per GPU (assumed 4.00x, the lowest measured, for vit);" in total
+    assert "; without shufflenet (not in the profile)" in total and "measured: ;" not in total and "()" not in total
+    cells = {line.split()[0]: line for line in lines if " finished, " in line}
+    assert cells["DIGITS/std/shufflenet/40"].endswith("2 to train, n/a (shufflenet not in the profile)")
+    assert re.search(r"DIGITS/std/vit/40 +0 finished, 2 to train, [\d.]+ h$", cells["DIGITS/std/vit/40"])
+
+
 def test_a_sweep_trains_std_once_and_the_report_draws_it_as_a_reference(tmp_path):
     """A sweep of the memory size and sampling: Std reads neither, so it is one cell (not one per value);
     the report's sweep table names it once, its figure draws a reference line, the curves exist for every
