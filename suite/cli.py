@@ -74,9 +74,10 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def timing(done: int, total: int | None, started: float) -> str:
-    """`elapsed h:mm:ss | left ~h:mm:ss` of work `done` of `total` items started at `started`."""
-    elapsed = time.perf_counter() - started
+def timing(done: int, total: int | None, started: float, now: float | None = None) -> str:
+    """`elapsed h:mm:ss | left ~h:mm:ss` of work `done` of `total` items started at `started` (by
+    `time.perf_counter`; `now` defaults to its reading)."""
+    elapsed = (time.perf_counter() if now is None else now) - started
     text = f"elapsed {clock(elapsed)}"
     if total and done:
         text += f" | left ~{clock(elapsed / done * (total - done))}"

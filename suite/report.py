@@ -363,7 +363,8 @@ def differences_markdown(collected: Collected) -> list[str]:
              "Welch's two-sided p-value, the same Holm-corrected over the "
              f"{sum(d.comparison is not None and d.comparison.p is not None for d in collected.differences)} "
              "comparisons of this table, and Hedges' g (the difference in pooled standard deviations, "
-             "small-sample corrected); n/a below 2 runs on either side.", "",
+             "small-sample corrected); n/a below 2 runs on either side, or when neither side varies across "
+             "its runs.", "",
              "| Dataset | Encoder | Size |" + head + " Modality | Δ vs Std | p | p (Holm) | g |",
              "|---|---|---|" + rule + "---|---|---|---|---|"]
     for d in collected.differences:
@@ -467,7 +468,7 @@ def latex(collected: Collected) -> str:
     if collected.differences:
         lines += ["\\begin{table}[t]", "\\centering",
                   "\\caption{Differences from Std: $\\Delta$ of the means, Welch's $p$, Holm-corrected $p$ over "
-                  "the table, Hedges' $g$; n/a below 2 runs.}",
+                  "the table, Hedges' $g$; n/a below 2 runs or when neither side varies.}",
                   "\\begin{tabular}{lll" + "l" * (1 if grid.sweep else 0) + "lrrrr}", "\\toprule",
                   "Dataset & Encoder & Size & " + ("Sweep & " if grid.sweep else "")
                   + "Modality & $\\Delta$ & $p$ & $p_{\\mathrm{Holm}}$ & $g$ \\\\", "\\midrule"]

@@ -152,15 +152,20 @@ EpochCallback = Callable[[EpochStats, RunState], None]
 # ---- progress -------------------------------------------------------------------------------
 class TrainingProgress:
     """Off a terminal (a log, nohup, Slurm, a grid worker), a line every `log_every` training steps of a
-    run: epoch and step, the epoch's mean loss so far, learning rate, images per second, elapsed and
-    estimated time left of the run's training. The loss is read from the device only then."""
+    run, and after a step that ends `seconds_between` seconds without one (small-data epochs have a few
+    steps: a log would otherwise show a line per run): epoch and step, the epoch's mean loss so far,
+    learning rate, images per second, elapsed and estimated time left of the run's training. The loss is
+    read from the device only then. `log_every` 0: no lines."""
+
+    seconds_between = 60.0
+    now = staticmethod(time.perf_counter)  # the clock (a test sets its own)
 
     def __init__(self, label: str, state: RunState, num_epochs: int, log_every: int,
                  out: Callable[[str], None] = print_line):
         self.label, self.num_epochs, self.log_every, self.out = label, num_epochs, log_every, out
         self.total = (num_epochs - state.epoch) * state.data.train_steps
         self.done = self.images = 0
-        self.started = time.perf_counter()
+        self.started = self.last_line = self.now()
 
     @property
     def active(self) -> bool:
@@ -170,12 +175,16 @@ class TrainingProgress:
         """After step `step` (1-based) of `steps` of epoch `epoch` (1-based); `loss_sum` over the epoch's steps."""
         self.done += 1
         self.images += images
-        if not self.active or self.done % self.log_every:
+        if not self.active:
             return
-        seconds = max(time.perf_counter() - self.started, 1e-9)
+        now = self.now()
+        if self.done % self.log_every and now - self.last_line < self.seconds_between:
+            return
+        self.last_line = now
+        seconds = max(now - self.started, 1e-9)
         self.out(f"{self.label} | epoch {epoch}/{self.num_epochs} | step {step}/{steps} | "
                  f"loss {float(loss_sum) / step:.4f} | lr {lr:.4g} | {self.images / seconds:.0f} img/s | "
-                 f"{timing(self.done, self.total, self.started)}")
+                 f"{timing(self.done, self.total, self.started, now)}")
 
 
 # ---- one epoch ------------------------------------------------------------------------------
@@ -282,6 +291,8 @@ def init_or_resume(settings: TrainSettings, prepared: Prepared, device: torch.de
         check_same_settings(saved.get("settings", {}), settings, state_file)
         state.load_state_dict(saved.get("state", {}), str(state_file))
         history = resumed_history(saved.get("epochs"), state.epoch)
+        note(f"Resuming from '{state_file}': epochs 1-{state.epoch} of {settings.num_epochs} done, going on with "
+             f"epoch {state.epoch + 1}" if state.epoch else f"Resuming from '{state_file}': no epoch was done")
         for key, was, now in non_science_differences(saved.get("config") or {}, settings.config):
             note(f"note: '{state_file}' (epoch {state.epoch}) was trained with {key} {was}, it goes on with {key} "
                  f"{now}; {NON_SCIENCE_KEYS[key]}")
@@ -440,7 +451,8 @@ def kept_lines(settings: TrainSettings, finished: dict[int, dict]) -> list[str]:
     were trained with that differ from the current ones."""
     runs = settings.config["runs"]
     kept = [run for run in finished if run <= runs]
-    lines = [f"Keeping finished run(s) {', '.join(map(str, kept))} of {runs}"] if kept else []
+    lines = [f"Keeping finished run(s) {', '.join(map(str, kept))} of {runs}"
+             + ("; nothing left to train" if len(kept) == runs else "")] if kept else []
     beyond = [run for run in finished if run > runs]
     if beyond:
         lines.append(f"note: the cell also holds finished run(s) {', '.join(map(str, beyond))}, beyond runs={runs}: "

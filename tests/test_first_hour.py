@@ -236,6 +236,33 @@ def test_a_log_shows_loss_learning_rate_speed_and_time_left(digits_run):
     assert re.search(r"\| loss (\S+) \|", lines[-1]).group(1) == f"{row['loss']:.4f}"
 
 
+def test_a_log_gets_a_line_at_least_once_a_minute_whatever_the_interval(monkeypatch):
+    """Small-data epochs have a few steps: with the default 100-step interval a log showed one line per
+    run. A step that ends a minute after the last line prints one; log_every 0 prints none at all."""
+    import types
+
+    import torch
+
+    import suite.training as training
+
+    clock = iter([0.0, 10.0, 50.0, 61.0, 70.0, 125.0, 130.0])
+    monkeypatch.setattr(training.TrainingProgress, "now", staticmethod(lambda: next(clock)))
+    monkeypatch.setattr(training, "on_terminal", lambda: False)
+    state = types.SimpleNamespace(epoch=0, data=types.SimpleNamespace(train_steps=3))
+    lines = []
+    progress = training.TrainingProgress("Run 1", state, 2, 100, lines.append)  # started at 0 s
+    for step, loss in zip((1, 2, 3, 1, 2, 3), (1.0, 2.0, 3.0, 0.5, 1.0, 1.5)):  # steps end at 10 ... 130 s
+        progress.step(1 + (progress.done >= 3), step, 3, torch.tensor(loss), 8, 0.1)
+    assert [line.split(" | ")[1:3] for line in lines] == [["epoch 1/2", "step 3/3"], ["epoch 2/2", "step 2/3"]]
+    assert lines[0].endswith("elapsed 0:01:01 | left ~0:01:01") and lines[1].endswith("elapsed 0:02:05 | left ~0:00:25")
+    silent = []
+    monkeypatch.setattr(training.TrainingProgress, "now", staticmethod(lambda: 1000.0))
+    off = training.TrainingProgress("Run 1", state, 2, 0, silent.append)
+    for step in (1, 2, 3):
+        off.step(1, step, 3, torch.tensor(1.0), 8, 0.1)
+    assert silent == []
+
+
 # ---- 3. figures never mix -------------------------------------------------------------------------------
 def test_figures_of_two_runs_methods_and_options_never_share_a_folder(trained_cell, capsys):
     """Memory images of run 1 and run 2, heat maps of two methods and of another baseline: five folders,
@@ -671,7 +698,7 @@ def test_continue_train_says_what_it_keeps_and_what_it_goes_on_with(trained_cell
     one = TrainSettings(settings.config | {"runs": 1, "eval_every": 1}, settings.modality)
     printed = []
     train_cell(one, continue_train=True, out=printed.append)
-    assert "Keeping finished run(s) 1 of 1" in printed
+    assert "Keeping finished run(s) 1 of 1; nothing left to train" in printed
     assert ("note: the cell also holds finished run(s) 2, beyond runs=1: they are kept but not counted here"
             in printed)
     assert ("note: 1 finished run(s) were trained with eval_every 0 (now 1); their metrics hold test accuracies as "
@@ -694,6 +721,7 @@ def test_continue_train_says_what_it_keeps_and_what_it_goes_on_with(trained_cell
     finally:
         training.print_line = original
     assert [line for line in lines if "3.resume.pt" in line] == [
+        f"Resuming from '{settings.cell_folder / '3.resume.pt'}': epochs 1-1 of 2 done, going on with epoch 2",
         f"note: '{settings.cell_folder / '3.resume.pt'}' (epoch 1) was trained with eval_every 0, it goes on with "
         "eval_every 2; their metrics hold test accuracies as those runs were asked (the curves say so)"]
 
