@@ -353,7 +353,8 @@ class FigureFolder:
             self.files = [name for name in held.get("files", []) if isinstance(name, str)]
             return
         if held is not None or (self.folder.is_dir() and any(self.folder.iterdir())):
-            what = held_description(held, identity) if held is not None else "files that this command did not write"
+            what = (held_description(held, identity, self.checkpoint) if held is not None
+                    else "files that this command did not write")
             if not overwrite:
                 raise UserError(f"'{self.folder}' holds {what}; pass --out_dir=another folder, or --overwrite to "
                                 "replace them")
@@ -387,10 +388,13 @@ class FigureFolder:
         return write_output(self.folder / name, png)
 
 
-def held_description(held: dict, identity: dict) -> str:
-    """What a figure folder's manifest says it holds, against what the command would draw."""
+def held_description(held: dict, identity: dict, checkpoint: str) -> str:
+    """What a figure folder's manifest says it holds, against what the command would draw from
+    `checkpoint`."""
     theirs = held.get("identity") or {}
     if theirs.get("checkpoint_sha256") != identity["checkpoint_sha256"]:
+        if held.get("checkpoint") == checkpoint:  # the same path, other bytes: the run was trained again
+            return f"figures of an earlier checkpoint at '{checkpoint}' (it has changed since they were drawn)"
         return f"figures of another checkpoint ('{held.get('checkpoint', 'unknown')}')"
     if theirs.get("command") != identity["command"]:
         return f"figures of another command ({theirs.get('command')})"

@@ -318,6 +318,13 @@ def test_a_figure_folder_of_another_checkpoint_is_refused_and_overwrite_replaces
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([p.name for p in second] + ["figures.json", "my_notes.txt"]) and len(first) == 2
     assert json.loads((out / "figures.json").read_text())["checkpoint"].endswith("2.pt")
+    # the run trained again at the same path (train.py --overwrite): the refusal says the checkpoint changed
+    manifest = json.loads((out / "figures.json").read_text())
+    manifest["identity"]["checkpoint_sha256"] = "0" * 64
+    (out / "figures.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"holds figures of an earlier checkpoint at '.*2\.pt' \(it has changed since "
+                                        r"they were drawn\); pass --out_dir=another folder, or --overwrite"):
+        memory_images(str(settings.cell_folder / "2.pt"), cpu, max_images=2, out_dir=out)
 
 
 def test_heat_maps_are_titled_with_the_method_that_drew_them(trained_cell, monkeypatch):
