@@ -263,6 +263,18 @@ def test_a_log_gets_a_line_at_least_once_a_minute_whatever_the_interval(monkeypa
     assert silent == []
 
 
+def test_a_majority_vote_of_a_std_cell_is_refused_before_any_line(digits_run):
+    """Std models draw no memory: the refusal is the only line (the MVO / MVY legend came first before)."""
+    from suite.journal.majority_vote_eval import majority_vote_folder
+
+    folder, _ = digits_run
+    printed = []
+    with pytest.raises(UserError, match="holds a std model, which has no memory"):
+        majority_vote_folder(str(folder / "models/DIGITS/std/vit/5000"), CheckpointOptions(device="cpu"),
+                             out=printed.append, note=printed.append)
+    assert printed == []
+
+
 # ---- 3. figures never mix -------------------------------------------------------------------------------
 def test_figures_of_two_runs_methods_and_options_never_share_a_folder(trained_cell, capsys):
     """Memory images of run 1 and run 2, heat maps of two methods and of another baseline: five folders,
@@ -405,8 +417,12 @@ def test_folder_commands_say_where_they_wrote_and_what_their_columns_mean(traine
         command(printed.append)
         assert printed[-1] == f"Saved {cell / name}" and (cell / name).is_file()
         if name == "majority_vote.json":
-            assert printed[0].startswith("MVO: majority vote of the classes the model predicts for the memory "
-                                         "samples of positive weight; MVY: majority vote of those samples' true labels")
+            first = next(i for i, line in enumerate(printed) if line.startswith("MVO: "))
+            assert printed[first].startswith("MVO: majority vote of the classes the model predicts for the memory "
+                                             "samples of positive weight; MVY: majority vote of those samples' true "
+                                             "labels")
+            assert "On a Run line, Accuracy is that run's; Mean Accuracy, MVO and MVY Accuracy and their Std Dev " \
+                   "are over the runs so far" in printed[first] and printed[first].splitlines()[1].startswith("Run:1 ")
 
 
 # ---- 5, 6, 8. grids: sweeps, reuse, dry runs, reports ---------------------------------------------------

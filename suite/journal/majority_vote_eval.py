@@ -155,8 +155,10 @@ def majority_vote_folder(folder: str, options: CheckpointOptions = DEFAULTS, pas
         votes = RunVotes(tuple(vote_evaluation(restored.model, restored.data, count)))
         return {"passes": count, "settings": restored.settings.comparable_json()} | votes.as_dict()
 
-    out(LEGEND)
-    results = each_run(folder, options, measure, _line, require_memory=True, out=out, note=note)
+    def line(record: dict, records: list[dict]) -> str:  # the legend above the first line: not before a refusal
+        return (LEGEND + "\n" if len(records) == 1 else "") + _line(record, records)
+
+    results = each_run(folder, options, measure, line, require_memory=True, out=out, note=note)
     summary = results.summary("accuracy", "mvo_accuracy", "mvy_accuracy")
     (am, asd), (om, osd), (ym, ysd) = ((summary[k]["mean"], summary[k]["std"]) for k in summary)
     out(f"Mean Accuracy:{am:.2f} | Std Dev Accuracy:{asd:.2f} | MVO Accuracy:{om:.2f} | Std Dev:{osd:.2f} | "
@@ -172,4 +174,6 @@ def majority_vote_folder(folder: str, options: CheckpointOptions = DEFAULTS, pas
 
 
 LEGEND = ("MVO: majority vote of the classes the model predicts for the memory samples of positive weight; "
-          "MVY: majority vote of those samples' true labels (the journal's baselines); Accuracy: the model's own")
+          "MVY: majority vote of those samples' true labels (the journal's baselines); Accuracy: the model's own. "
+          "On a Run line, Accuracy is that run's; Mean Accuracy, MVO and MVY Accuracy and their Std Dev are over "
+          "the runs so far (the journal's lines)")
