@@ -194,10 +194,12 @@ def nearest(word: str, valid: list[str] | tuple[str, ...]) -> str | None:
 
 def unknown_name(noun: str, word: str, valid: list[str] | tuple[str, ...], prefix: str = "",
                  plural: str | None = None) -> str:
-    """`unknown <noun> '<word>'; did you mean '<nearest>'?`, or the valid names when none is close."""
+    """`unknown <noun> '<word>'; did you mean '<nearest>'?`, or the valid names when none is close; a short
+    list of valid names (up to 12) is given with the guess too."""
     guess = nearest(word, valid)
     if guess is not None:
-        return f"unknown {noun} '{prefix}{word}'; did you mean '{prefix}{guess}'?"
+        listed = f" (valid {plural or noun + 's'}: {', '.join(valid)})" if len(valid) <= 12 else ""
+        return f"unknown {noun} '{prefix}{word}'; did you mean '{prefix}{guess}'?{listed}"
     return f"unknown {noun} '{prefix}{word}'; valid {plural or noun + 's'}: {', '.join(valid)}"
 
 
@@ -343,7 +345,8 @@ def read_yaml_file(path: Path, kind: str) -> Any:
     try:
         return parse_yaml(Path(path).read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{kind} file '{path}' not found") from None
+        where = "" if Path(path).is_absolute() else f" in the current folder, '{Path.cwd()}'"
+        raise ConfigError(f"{kind} file '{path}' not found{where}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read {kind} file '{path}': {error}") from None
     except yaml.YAMLError as error:

@@ -136,8 +136,8 @@ class Grid:
             config = load_config(base, assignments, dataset_names, model_names)
         except ConfigError as error:
             hint = "" if base.is_absolute() or base.exists() else (
-                f" (a grid file's relative paths are read from the current folder, '{Path.cwd()}': run grid.py "
-                "from the folder they are relative to, the repository's for config/*.yaml, or give absolute paths)")
+                " (a grid file's relative paths are read from the current folder: run grid.py from the folder "
+                "they are relative to, the repository's for config/*.yaml, or give absolute paths)")
             raise ConfigError(f"grid '{self.path}', cell {cell.label}: {error}{hint}") from None
         return TrainSettings(config, cell.modality)
 

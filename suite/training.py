@@ -526,7 +526,8 @@ def train_cell(settings: TrainSettings, continue_train: bool = False, overwrite:
         out("Restarting training process\n")
         for line in kept_lines(settings, finished):
             out(line)
-    out(f"Writing runs to '{settings.cell_folder}'")
+    folder = settings.cell_folder
+    out(f"Writing runs to '{folder}'" + ("" if folder.is_absolute() else f" ({folder.resolve()})"))
     accuracies: list[float] = []
     for run in range(1, settings.config["runs"] + 1):
         record = finished.get(run)

@@ -58,7 +58,7 @@ def test_exponent_without_a_dot_is_a_float():
     ("optimizer.lr=0.1", "unknown config key 'optimizer.lr'; valid keys under optimizer: name,"),
     ("optimizer.momentun=0.5", "unknown config key 'optimizer.momentun'; did you mean 'optimizer.momentum'?"),
     ("trainexamples=3", "unknown config key 'trainexamples'; did you mean 'train_examples'?"),
-    ("model=mobilnet", "unknown model 'mobilnet'; did you mean 'mobilenet'?"),
+    ("model=mobilnet", "unknown model 'mobilnet'; did you mean 'mobilenet'? (valid models: densenet, efficientnet,"),
     ("memory_sampling=balanced", "unknown memory_sampling 'balanced'; did you mean 'class_balanced'?"),
     ("optimizer.name=rmsprop", "config key 'optimizer.name' must be one of sgd, adam"),
     ("dataset_name=MNIST", "unknown dataset 'MNIST'; valid datasets: "),

@@ -274,8 +274,17 @@ def test_scripts_end_to_end_write_tables_and_figure(cell):
     assert sorted(p.name for p in saved) == sorted(
         [f"counterfactual_quality{suffix}.{kind}" for kind in ("md", "csv", "json")]
         + [f"counterfactual_quality_inputs{suffix}.csv"] + [f"counterfactuals_run{r}{suffix}.png" for r in (1, 2)])
+    assert not [line for line in result.stdout.splitlines() if "no figure" in line]
     payload = json.loads((cell / f"counterfactual_quality{suffix}.json").read_text())
     assert {k: payload["settings"]["search"][k] for k in search} == search  # every flag reaches the search
+    # a margin no search can reach: no prototype-guided counterfactual, so no figure, and each run line says why
+    unreachable = run_script("counterfactual_quality.py", f"--path_models={cell}", "--max_inputs=6",
+                             "--max_iterations=2", "--c_steps=1", "--kappa=1e9", "--device=cpu")
+    assert unreachable.returncode == 0, unreachable.stderr
+    run_lines = [line for line in unreachable.stdout.splitlines() if line.startswith("Run:")]
+    assert len(run_lines) == 2 and all(line.endswith("| no figure: no input has both a Memory Wrap counterfactual "
+                                                     "and a found prototype-guided one") for line in run_lines)
+    assert "counterfactuals_run" not in unreachable.stdout.splitlines()[-1]
     for method in ("memory_wrap", "prototype"):
         s = payload["summary"][method]
         assert s["inputs"] == 24 and s["found"] + sum(s["not_found"].values()) == 24

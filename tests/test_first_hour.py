@@ -811,8 +811,9 @@ def test_a_grid_run_from_another_folder_says_why_its_configs_are_not_found(tmp_p
     assert grid.override_notes() == ["note: DIGITS.mem_examples is swept by the grid: the sweep's values apply, not "
                                      "the override's"]
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"config file 'config/quickstart.yaml' not found \(a grid file's relative "
-                                          rf"paths are read from the current folder, '{tmp_path}'"):
+    with pytest.raises(ConfigError, match=rf"config file 'config/quickstart.yaml' not found in the current folder, "
+                                          rf"'{tmp_path}' \(a grid file's relative paths are read from the current "
+                                          r"folder: run grid.py from the folder they are relative to"):
         make_plan(grid)
 
 

@@ -140,7 +140,8 @@ def test_an_unknown_strategy_is_one_line(tmp_path, tiny_dataset_dir):
     config = write_config(tmp_path / "c.yaml", tiny_config(tmp_path, tiny_dataset_dir, memory_sampling="balanced"))
     result = run_script("train.py", "--modality=memory", f"--config={config}", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == (
-        "error: unknown memory_sampling 'balanced'; did you mean 'class_balanced'?")
+        "error: unknown memory_sampling 'balanced'; did you mean 'class_balanced'? (valid memory samplings: "
+        "class_balanced, uniform)")
     assert not (tmp_path / "models").exists()
 
 

@@ -273,7 +273,7 @@ def test_label_smoothing_matches_a_hand_computation():
     (["--set", "dataset_name=MNIST"], "error: unknown dataset 'MNIST'"),
     (["--set", "nonsense=1"], "error: unknown config key 'nonsense'"),
     (["--set", "download=false", "--set", "dataset_dir=nowhere"], "error: SVHN file 'nowhere/train_32x32.mat' not"),
-    (["--config=missing.yaml"], "error: config file 'missing.yaml' not found"),
+    (["--config=missing.yaml"], "error: config file 'missing.yaml' not found in the current folder, '"),
     (["--set", "model_options={depth: 3}"], "error: model 'mobilenet' has no option 'depth'; its model_options: none"),
     (["--set", "model=vit", "--set", "model_options={pooling: max}"], "error: cannot build model 'vit' with model_options"),
 ])
