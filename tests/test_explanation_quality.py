@@ -251,8 +251,13 @@ def test_autoencoders_train_on_the_run_split_resume_and_refuse_foreign_splits(ce
     assert mean_squared_error(loaded.full, restored.data, full_test) == pytest.approx(first[-1].test_mse, rel=1e-5)
     retrained = train_run_autoencoders(restored, TINY_TRAINING, overwrite=True)  # seeded: the same weights
     assert [a.train_losses for a in retrained] == [a.train_losses for a in first]
-    with pytest.raises(UserError, match="another split or other training settings"):
+    with pytest.raises(UserError, match=r"was trained with other training settings \(--epochs=1 --batch_size=32 "
+                                        r"--learning_rate=0.001, not --epochs=2 --batch_size=32 --learning_rate=0.001\); "
+                                        r"pass --overwrite to retrain$"):
         train_run_autoencoders(restored, AutoencoderTraining(epochs=2))
+    with pytest.raises(UserError, match=r"needs epochs >= 1, batch size >= 1 and a positive learning rate, got "
+                                        r"--epochs=1 --batch_size=0 --learning_rate=0.001$"):
+        AutoencoderTraining(epochs=1, batch_size=0)
     # run 2 (seed 1, another subset) must not use run 1's autoencoders
     (folder.parent / "run_2").symlink_to(folder, target_is_directory=True)
     with pytest.raises(UserError, match="another split"):

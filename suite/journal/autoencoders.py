@@ -47,7 +47,11 @@ class AutoencoderTraining:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
             raise UserError(f"autoencoder training needs epochs >= 1, batch size >= 1 and a positive learning rate, "
-                            f"got {self}")
+                            f"got {self.text()}")
+
+    def text(self) -> str:
+        """`--epochs=4 --batch_size=32 --learning_rate=0.001`: the settings as the flags that give them."""
+        return " ".join(f"--{key}={value}" for key, value in asdict(self).items())
 
 
 def autoencoder_names(num_classes: int) -> list[str]:
@@ -148,8 +152,12 @@ def train_run_autoencoders(restored, training: AutoencoderTraining = Autoencoder
         if path.exists() and not overwrite:
             saved = load_torch_file(path, map_location="cpu")
             if saved.get("split") != identity or saved.get("training") != asdict(training):
-                raise UserError(f"'{path}' was trained with another split or other training settings "
-                                f"({saved.get('training')}, not {asdict(training)}); pass --overwrite to retrain")
+                before = saved.get("training")
+                readable = isinstance(before, dict) and set(before) == set(asdict(training))
+                what = (["another split"] if saved.get("split") != identity else []) + (
+                    [f"other training settings ({AutoencoderTraining(**before).text() if readable else 'unknown'}, "
+                     f"not {training.text()})"] if before != asdict(training) else [])
+                raise UserError(f"'{path}' was trained with {' and '.join(what)}; pass --overwrite to retrain")
             item = TrainedAutoencoder(name, path, False, saved["train_images"], saved["test_images"],
                                       saved["test_mse"], list(saved["train_losses"]))
         else:
