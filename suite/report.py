@@ -588,9 +588,11 @@ def write_report(grid: Grid, out_dir: str | Path, models_dir: str | Path | None 
                                      {c: {r: float(record["accuracy"]) for r, record in runs.items()}
                                       for c, runs in collected.records.items()})
     previous = report_files(out_dir)
-    if not collected.files and previous:
-        raise UserError(f"no run records under '{collected.models_dir}': the report in '{out_dir}' is kept (check the "
-                        "grid's models_dir, or --models_dir)")
+    if not any(st.accuracies for st in collected.stats.values()):  # nothing to report: write nothing, keep nothing
+        found = (f"{collected.files} run record(s) under '{collected.models_dir}', none of this grid's cells"
+                 if collected.files else f"no run records under '{collected.models_dir}'")
+        raise UserError(f"{found}: nothing to report" + (f"; the report in '{out_dir}' is kept" if previous else "")
+                        + " (check the grid's models_dir, or --models_dir; `grid.py --dry_run` lists the cells)")
     paths = {kind: write_output(out_dir / name, data) for kind, (name, data) in contents.items()}
     paths["curves"] = [write_output(out_dir / name, data) for name, data in curves.items()]
     names = sorted([name for name, _ in contents.values()] + list(curves))

@@ -623,26 +623,36 @@ def test_overwrite_also_drops_the_results_computed_from_the_runs_it_deletes(tmp_
 
 
 def test_a_report_keeps_its_folder_one_reports_files_and_never_replaces_a_report_with_an_empty_one(tmp_path):
+    """Nothing finished: an error, nothing written (an all-missing table says nothing). A report's own stale
+    files go, a user's file stays, and an empty models folder never replaces a report."""
     from suite.gridspec import load_grid
     from suite.report import write_report
+    from suite.training import train_run
     from test_grid import write_tiny_grid
 
     grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=1))
     out = tmp_path / "report"
-    write_report(grid, out)  # nothing trained yet, no earlier report: the layout, all missing
-    (out / "curves").mkdir()
+    with pytest.raises(UserError, match=r"no run records under '.*models': nothing to report \(check the grid's "
+                                        r"models_dir, or --models_dir; `grid.py --dry_run` lists the cells\)$"):
+        write_report(grid, out)
+    assert not out.exists()
+    train_run(grid.cell_settings(grid.cells()[0]), 1)
+    other = load_grid(write_tiny_grid(tmp_path, name="other", models=("vit",), sizes=(60,), modalities=("std",), runs=1))
+    with pytest.raises(UserError, match=r"^1 run record\(s\) under '.*models', none of this grid's cells: nothing to "
+                                        r"report \(check"):
+        write_report(other, tmp_path / "other_report")
+    assert not (tmp_path / "other_report").exists()
+    write_report(grid, out)
     (out / "curves" / "DIGITS_vit_99.png").write_bytes(b"a curve of an earlier report")
     manifest = json.loads((out / "report.json").read_text())
     manifest["files"].append("curves/DIGITS_vit_99.png")
     (out / "report.json").write_text(json.dumps(manifest))
     (out / "mine.txt").write_text("a user's file")
     before = tree(out)
-    with pytest.raises(UserError, match=r"no run records under '.*nowhere': the report in '.*report' is kept"):
+    with pytest.raises(UserError, match=r"no run records under '.*nowhere': nothing to report; the report in "
+                                        r"'.*report' is kept"):
         write_report(grid, out, tmp_path / "nowhere")
     assert tree(out) == before
-    from suite.training import train_run
-
-    train_run(grid.cell_settings(grid.cells()[0]), 1)
     write_report(grid, out)
     assert not (out / "curves" / "DIGITS_vit_99.png").exists() and (out / "mine.txt").exists()
     assert (out / "curves" / "DIGITS_vit_40.png").exists()

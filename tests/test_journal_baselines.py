@@ -403,8 +403,13 @@ def test_table1_grids_get_no_comparison(tmp_path):
         "base_config": str(REPO / "config" / "train.yaml"), "datasets": ["SVHN"], "models": ["mobilenet"],
         "train_examples": [1000], "modalities": ["std", "memory", "encoder_memory"], "runs": 2,
         "overrides": [f"models_dir={tmp_path / 'models'}"]}))
-    _, paths = write_report(load_grid(grid_file), tmp_path / "report")
+    grid = load_grid(grid_file)
+    cell = Cell("SVHN", "mobilenet", 1000, "std")
+    settings = grid.cell_settings(cell, ["SVHN", "CIFAR10", "CINIC10", "DIGITS"], ["mobilenet"]).comparable_json()
+    _append(cell_folder(tmp_path / "models", "SVHN", "std", "mobilenet", 1000), _fake_run(settings, cell, 1, 50.0))
+    _, paths = write_report(grid, tmp_path / "report")
     assert "comparison_markdown" not in paths and not (tmp_path / "report" / "comparison.md").exists()
+    assert (tmp_path / "report" / "table1.md").exists()
 
 
 def test_journal_comparison_grid_file_holds_the_five_methods():
