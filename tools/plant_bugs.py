@@ -161,6 +161,7 @@ def main() -> int:
 
         spec = importlib.util.spec_from_file_location("outside_bugs", args.bugs)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # a file that defines dataclasses (tools/bugs.py itself) needs it there
         spec.loader.exec_module(module)
         catalogue = module.BUGS
     names = [n for n in args.only.split(",") if n]
