@@ -158,16 +158,21 @@ def test_a_report_that_fails_leaves_the_previous_report_as_it_was(tmp_path, monk
 
     from suite.run_files import write_record
 
-    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=1))
+    grid = load_grid(write_tiny_grid(tmp_path, models=("vit",), sizes=(40,), modalities=("std",), runs=2))
     out = tmp_path / "report"
+    settings = grid.cell_settings(grid.cells()[0])
+
+    def finish(run: int, accuracy: float) -> None:
+        write_record(settings.cell_folder, {"run": run, "seed": run - 1, "accuracy": accuracy, "loss": 1.0,
+                                            "dataset": "DIGITS", "model": "vit", "modality": "std",
+                                            "train_examples": 40, "train_subset_size": 40,
+                                            "settings": settings.comparable_json(), "config": settings.config})
+
+    finish(1, 50.0)
     write_report(grid, out)
     before = tree(out)
     assert {"table1.md", "table1.csv", "table1.tex", "accuracy_vs_size.png"} <= set(before)
-    cell = grid.cells()[0]  # a run finishes meanwhile: the new report would differ in every table
-    settings = grid.cell_settings(cell)
-    write_record(settings.cell_folder, {"run": 1, "seed": 0, "accuracy": 50.0, "loss": 1.0, "dataset": "DIGITS",
-                                        "model": "vit", "modality": "std", "train_examples": 40, "train_subset_size": 40,
-                                        "settings": settings.comparable_json(), "config": settings.config})
+    finish(2, 60.0)  # a run finishes meanwhile: the new report would differ in every table
 
     def planted(collected):
         raise RuntimeError("planted failure while drawing")
