@@ -218,8 +218,8 @@ def cell_lines(plan: Plan, profiles: dict) -> list[str]:
             line += f" ({resumable} resume)"
         if tasks and chosen:
             found = estimate((t.settings for t in tasks), *chosen)
-            line += (f", {found.hours:,.2f} h" if found.estimated_runs else
-                     f", n/a ({', '.join(found.unknown_models) or ', '.join(found.unsized_datasets)} not in the profile)")
+            missing = ", ".join(found.unknown_models) or ", ".join(found.unsized_datasets)
+            line += f", {found.hours:,.2f} h" if found.estimated_runs else f", n/a ({missing} not in the profile)"
         lines.append(line)
     return lines
 

@@ -291,8 +291,9 @@ def init_or_resume(settings: TrainSettings, prepared: Prepared, device: torch.de
         check_same_settings(saved.get("settings", {}), settings, state_file)
         state.load_state_dict(saved.get("state", {}), str(state_file))
         history = resumed_history(saved.get("epochs"), state.epoch)
+        goes_on = (f"epoch {state.epoch + 1}" if state.epoch < settings.num_epochs else "the evaluation")
         note(f"Resuming from '{state_file}': epochs 1-{state.epoch} of {settings.num_epochs} done, going on with "
-             f"epoch {state.epoch + 1}" if state.epoch else f"Resuming from '{state_file}': no epoch was done")
+             f"{goes_on}")
         for key, was, now in non_science_differences(saved.get("config") or {}, settings.config):
             note(f"note: '{state_file}' (epoch {state.epoch}) was trained with {key} {was}, it goes on with {key} "
                  f"{now}; {NON_SCIENCE_KEYS[key]}")

@@ -186,8 +186,8 @@ def counterfactual_quality(folder: str,
     def line(record: dict, records: list[dict]) -> str:
         parts = [f"{CF_METHODS[m]}: {s['found']}/{s['inputs']} found, IM1 {_number(s['im1'])}, IIM1 "
                  f"{_number(s['iim1'])}, IM2 {_number(s['im2'], 4)}" for m, s in record["methods"].items()]
-        drawn = "" if record.get("figure") or not settings.figure_inputs else (" | no figure: no input has both a Memory Wrap counterfactual and "
-                                                 "a found prototype-guided one")
+        drawn = "" if record.get("figure") or not settings.figure_inputs else (
+            " | no figure: no input has both a Memory Wrap counterfactual and a found prototype-guided one")
         return (f"Run:{record['run']} | " + " | ".join(parts) + f" | search {record['search_minutes']:.2f}min | "
                 f"E:{record['minutes']:.2f}min{drawn}")
 
