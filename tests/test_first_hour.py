@@ -258,7 +258,8 @@ def test_a_log_gets_a_line_at_least_once_a_minute_whatever_the_interval(monkeypa
     progress = training.TrainingProgress("Run 1", state, 2, 100, lines.append)  # started at 0 s
     for step, loss in zip((1, 2, 3, 1, 2, 3), (1.0, 2.0, 3.0, 0.5, 1.0, 1.5)):  # steps end at 10 ... 130 s
         progress.step(1 + (progress.done >= 3), step, 3, torch.tensor(loss), 8, 0.1)
-    assert [line.split(" | ")[1:3] for line in lines] == [["epoch 1/2", "step 3/3"], ["epoch 2/2", "step 2/3"]]
+    assert [line.split(" | ")[1:4] for line in lines] == [["epoch 1/2", "step 3/3", "loss 1.0000"],
+                                                          ["epoch 2/2", "step 2/3", "loss 0.5000"]]  # mean so far
     assert lines[0].endswith("elapsed 0:01:01 | left ~0:01:01") and lines[1].endswith("elapsed 0:02:05 | left ~0:00:25")
     silent = []
     monkeypatch.setattr(training.TrainingProgress, "now", staticmethod(lambda: 1000.0))
