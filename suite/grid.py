@@ -218,8 +218,9 @@ def cell_lines(plan: Plan, profiles: dict) -> list[str]:
             line += f" ({resumable} resume)"
         if tasks and chosen:
             found = estimate((t.settings for t in tasks), *chosen)
-            missing = ", ".join(found.unknown_models) or ", ".join(found.unsized_datasets)
-            line += f", {found.hours:,.2f} h" if found.estimated_runs else f", n/a ({missing} not in the profile)"
+            why = (f"{', '.join(found.unknown_models)} not in the profile" if found.unknown_models
+                   else f"{', '.join(found.unsized_datasets)} has no nominal sizes")
+            line += f", {found.hours:,.2f} h" if found.estimated_runs else f", n/a ({why})"
         lines.append(line)
     return lines
 
